@@ -69,6 +69,18 @@ int ag_ckpt_read_info(const char *path, ag_model_desc *md, ag_train_state *ts, i
  * saved without any is an error. */
 int ag_ckpt_load(const char *path, const ag_model_desc *expect, const ag_params *p, float *m, float *v);
 
+/* Load only the tensors of p (their names, shapes and dtypes still checked), ignoring the
+ * file's others: the encoder out of a TSDAE checkpoint, for example. No config check. */
+int ag_ckpt_load_partial(const char *path, const ag_params *p);
+
+/* Everything a program needs to use a checkpoint's model: read the description (md must be
+ * initialised or freed; ts may be NULL), register the tables (ag_model_register) and load
+ * the tensors, checked against the stored config. A TSDAE checkpoint yields its encoder
+ * only (a bi-encoder table, prefix ""). head receives the classifier of a cross-encoder
+ * (may be NULL). On failure m and p are freed. */
+int ag_ckpt_load_model(const char *path, ag_model_desc *md, ag_bert *m, ag_xhead *head, ag_params *p,
+                       ag_train_state *ts);
+
 /* Name of the checkpoint for a step inside dir: "<dir>/ckpt-000100.h5". */
 int ag_ckpt_path(char *out, size_t cap, const char *dir, int64_t step);
 

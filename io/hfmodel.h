@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "nn/bert.h"
+#include "nn/head.h"
 #include "nn/params.h"
 #include "nn/pooling.h"
 
@@ -67,11 +68,12 @@ void ag_model_desc_bert(const ag_model_desc *md, ag_bert_config *cfg);
 int ag_model_desc_diff(const ag_model_desc *want, const ag_model_desc *got);
 
 /* Register the model's tensors: the encoder (nn/bert.h; prefix "" for a bi-encoder,
- * "bert." for a cross-encoder), the pooler when has_pooler, and classifier.weight
- * [num_labels, C] / classifier.bias [num_labels] for a cross-encoder. Indices of the
- * classifier tensors go to *cls_w / *cls_b when non-NULL (-1 for other kinds). Call before
- * ag_params_alloc. TSDAE models are registered by their own job, not here. */
-int ag_model_register(const ag_model_desc *md, ag_bert *m, ag_params *p, int *cls_w, int *cls_b);
+ * "bert." for a cross-encoder), the pooler when has_pooler, and for a cross-encoder the
+ * classifier (nn/head.h: classifier.weight [num_labels, C], classifier.bias [num_labels];
+ * dropout hidden_dropout_prob, as HF when classifier_dropout is null) into *head, which may
+ * be NULL for other kinds. Call before ag_params_alloc. TSDAE models are registered by their
+ * own job, not here. */
+int ag_model_register(const ag_model_desc *md, ag_bert *m, ag_params *p, ag_xhead *head);
 
 /* Read a model folder's description (config and sentence-transformers files, vocab.txt).
  * Does not read the weights. Errors name the file and field. */
@@ -84,9 +86,9 @@ int ag_hf_read_desc(const char *dir, ag_model_desc *md);
 int ag_hf_load_weights(const char *dir, const ag_params *p, char **notes);
 
 /* Both of the above plus registration and allocation: the whole import. On success p is
- * allocated and filled, m registered (activations not yet allocated); on failure both are
- * freed. */
-int ag_hf_import(const char *dir, ag_model_desc *md, ag_bert *m, ag_params *p, char **notes);
+ * allocated and filled, m (and head, for a cross-encoder; may be NULL) registered, with
+ * activations not yet allocated; on failure both are freed. */
+int ag_hf_import(const char *dir, ag_model_desc *md, ag_bert *m, ag_xhead *head, ag_params *p, char **notes);
 
 typedef enum { AG_EXPORT_SENTENCE_TRANSFORMERS = 0, AG_EXPORT_CROSS_ENCODER = 1 } ag_export_format;
 int ag_export_format_parse(const char *s, ag_export_format *f);

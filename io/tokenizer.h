@@ -13,11 +13,14 @@
 
 typedef struct ag_tokenizer ag_tokenizer;
 
-/* Load a vocab.txt (one token per line, line number = id). NULL on failure (ag_errmsg()). */
+/* Load a vocab.txt (one token per line, line number = id; lines end at \n, \r\n or \r as in
+ * Python's text mode; a piece listed twice keeps its last id). The vocab must contain
+ * [UNK], [CLS] and [SEP]. NULL on failure (ag_errmsg()). */
 ag_tokenizer *ag_tokenizer_load(const char *vocab_path, int do_lower_case);
 void ag_tokenizer_free(ag_tokenizer *tk);
+/* Number of ids (lines of the vocab file). */
 int ag_tokenizer_vocab_size(const ag_tokenizer *tk);
-/* Special ids looked up in the vocab ([PAD] [UNK] [CLS] [SEP] [MASK]). */
+/* Special ids looked up in the vocab ([PAD] [UNK] [CLS] [SEP] [MASK]); -1 if absent. */
 int32_t ag_tok_pad(const ag_tokenizer *tk);
 int32_t ag_tok_unk(const ag_tokenizer *tk);
 int32_t ag_tok_cls(const ag_tokenizer *tk);
@@ -28,7 +31,9 @@ const char *ag_tok_piece(const ag_tokenizer *tk, int32_t id);
 const char *ag_tokenizer_vocab_hash(const ag_tokenizer *tk);
 
 /* Text (UTF-8, len bytes) -> word-piece ids, appended to *ids (realloc'd; *n and *cap
- * updated). Returns 0, or -1 on invalid UTF-8 with ag_err() naming the byte offset. */
+ * updated). Returns 0, or -1 on invalid UTF-8 with ag_err() naming the byte offset (then
+ * *n is left as it was). As in Hugging Face, a special token written literally in the text
+ * ("[SEP]", case-sensitive) becomes its id. Thread-safe: tk is only read. */
 int ag_tok_wordpieces(const ag_tokenizer *tk, const char *text, size_t len,
                       int32_t **ids, int *n, int *cap);
 
@@ -36,8 +41,37 @@ int ag_tok_wordpieces(const ag_tokenizer *tk, const char *text, size_t len,
  * returns the length. */
 int ag_tok_build_single(const ag_tokenizer *tk, const int32_t *a, int na, int max_len,
                         int32_t *ids, int32_t *types);
-/* Pieces -> "[CLS] a [SEP] b [SEP]", longest_first truncation to max_len (one token at a
- * time from the longer side, the second on ties, as Hugging Face does). Returns length. */
+/* Pieces -> "[CLS] a [SEP] b [SEP]", longest_first truncation to max_len: pieces come off
+ * the end of the longer side until the pair fits. Returns the length (or -1, ag_err, if
+ * max_len < 3). The two Hugging Face implementations differ only in where the odd piece
+ * goes when both sides must be cut and max_len - 3 is odd; this follows the Rust one
+ * (AG_TRUNC_FAST), which is what AutoTokenizer, transformers' BertTokenizer (v5) and
+ * sentence-transformers use. An empty b (nb = 0) still gives "[CLS] a [SEP] [SEP]". */
 int ag_tok_build_pair(const ag_tokenizer *tk, const int32_t *a, int na, const int32_t *b, int nb,
                       int max_len, int32_t *ids, int32_t *types);
+
+/* ---- extensions ---- */
+
+typedef enum {
+    /* Rust tokenizers (BertTokenizerFast; BertTokenizer in transformers v5): when both sides
+     * are cut, the shorter keeps (max_len-3)/2 and the longer (b on ties) the rest. */
+    AG_TRUNC_FAST = 0,
+    /* Python truncate_sequences (BertTokenizerLegacy; BertTokenizer in transformers v4): one
+     * piece at a time from the longer side, from b on ties, so a keeps the odd one. */
+    AG_TRUNC_LEGACY = 1,
+} ag_trunc_style;
+
+int ag_tok_build_pair_style(const ag_tokenizer *tk, const int32_t *a, int na, const int32_t *b, int nb,
+                            int max_len, ag_trunc_style style, int32_t *ids, int32_t *types);
+/* [MASK] id, -1 if the vocab has none. */
+int32_t ag_tok_mask(const ag_tokenizer *tk);
+/* Id of a vocab piece (exact string, "##x" for continuations), -1 if absent. */
+int32_t ag_tok_id(const ag_tokenizer *tk, const char *piece);
+/* The do_lower_case the tokenizer was loaded with. */
+int ag_tokenizer_lower(const ag_tokenizer *tk);
+/* Diagnostics and tests: the words WordPiece sees (after cleaning, lower-casing, accent
+ * stripping, punctuation splitting; special tokens as their strings, words over 100
+ * characters as "[TOO-LONG]"), joined by single spaces. Returns a malloc'd string, or NULL
+ * with ag_err() on invalid UTF-8 or input over 16 KB. */
+char *ag_tok_basic(const ag_tokenizer *tk, const char *text, size_t len);
 #endif

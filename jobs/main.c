@@ -1,12 +1,35 @@
-/* argent: the program users run. Subcommands live in jobs/, one small file each. */
+/* argent: the program users run. Subcommands live in jobs/, one small file each; this file
+ * only dispatches to them. */
 #include <stdio.h>
 #include <string.h>
 
+#include "jobs/commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"demo", ag_cmd_demo, "train a tiny bi-encoder on generated pairs (the built-in default run)"},
+    {"prepare", ag_cmd_prepare, "read CSV/TSV/JSONL/line files, tokenise, write an HDF5 dataset"},
+    {"import", ag_cmd_import, "Hugging Face / sentence-transformers BERT folder -> argent checkpoint"},
+    {"export", ag_cmd_export, "checkpoint -> folder for SentenceTransformer(DIR) or CrossEncoder(DIR)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: argent <command> [options]   (argent <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: argent <command> [options]\n");
-        return argc < 2 ? 2 : 0;
-    }
-    fprintf(stderr, "argent: unknown command '%s' (see argent --help)\n", argv[1]);
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "argent: unknown command '%s'\n", argv[1]);
+    usage(stderr);
     return 2;
 }

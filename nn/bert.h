@@ -13,7 +13,8 @@
  * ag_params_data/ag_params_grad of the table passed in (for CUDA: a table whose data/grad
  * are device buffers); every backward ACCUMULATES into parameter gradients (p->grad) and
  * into the input gradients it is given, so callers zero those buffers first.
- * Shapes: B batch, T tokens, C hidden, H heads, D = C/H, I intermediate, V vocab.
+ * Shapes: B batch, T tokens, C hidden, H heads, D = C/H, I intermediate (argument `inter`),
+ * V vocab.
  *
  * Typical use (bi-encoder):
  *   ag_bert m; ag_params p; ag_params_init(&p);
@@ -44,6 +45,8 @@ typedef struct {
     float layer_norm_eps;         /* 1e-12 */
     float hidden_dropout_prob;    /* 0.1 */
     float attention_probs_dropout_prob;  /* 0.1 */
+    int pad_token_id;             /* 0: its word-embedding row is zero-initialised and never
+                                     gets a gradient (nn.Embedding padding_idx); -1: none */
 } ag_bert_config;
 
 /* bert-base-uncased values. */
@@ -96,10 +99,11 @@ int ag_emb_forward(const ag_ops *ops, const ag_params *p, const ag_emb_weights *
                    int C, float eps, const int64_t *sample_idx, uint64_t seed, uint32_t site,
                    float p_drop);
 /* dout [B,T,C] (not modified); ids/types as given to the forward. Accumulates into the
- * embedding tables' gradients; ws must hold B*T*C (ag_block_ws_reserve). */
+ * embedding tables' gradients, skipping tokens with id == pad_id (the config's
+ * pad_token_id); ws must hold B*T*C (ag_block_ws_reserve). */
 int ag_emb_backward(const ag_ops *ops, ag_params *p, const ag_emb_weights *w,
                     const ag_emb_acts *a, ag_block_ws *ws, const float *dout,
-                    const int32_t *ids, const int32_t *types);
+                    const int32_t *ids, const int32_t *types, int pad_id);
 void ag_emb_acts_free(const ag_ops *ops, ag_emb_acts *a);
 
 /* ------------------------------------------------------------------------------------
@@ -163,15 +167,15 @@ typedef struct {
     float p_hid;
 } ag_ffn_acts;
 
-int ag_ffn_register(ag_ffn_weights *w, int C, int I, ag_params *p, const char *prefix);
+int ag_ffn_register(ag_ffn_weights *w, int C, int inter, ag_params *p, const char *prefix);
 /* x [B,T,C] -> a->out. Dropout site `site`. */
 int ag_ffn_forward(const ag_ops *ops, const ag_params *p, const ag_ffn_weights *w,
-                   ag_ffn_acts *a, const float *x, int B, int T, int C, int I, float eps,
+                   ag_ffn_acts *a, const float *x, int B, int T, int C, int inter, float eps,
                    const int64_t *sample_idx, uint64_t seed, uint32_t site, float p_hid);
 /* dx [B,T,C] += ...; ws must hold B*T*C and B*T*I. */
 int ag_ffn_backward(const ag_ops *ops, ag_params *p, const ag_ffn_weights *w,
                     const ag_ffn_acts *a, ag_block_ws *ws, const float *dout, float *dx,
-                    int C, int I);
+                    int C, int inter);
 void ag_ffn_acts_free(const ag_ops *ops, ag_ffn_acts *a);
 
 
@@ -209,7 +213,7 @@ typedef struct {
     size_t cap_b;
     float *cls;                     /* [B,C] gathered [CLS] states */
     float *pooled;                  /* [B,C] tanh(dense(cls)) */
-    int B, T, pooled_valid;
+    int B, T, pooled_valid, has_types;
     /* backward scratch */
     ag_block_ws ws;
     float *d_h[2];                  /* [B,T,C] ping-pong hidden-state gradients */
@@ -223,8 +227,8 @@ typedef struct {
  * another backend. Call before ag_params_alloc. */
 int ag_bert_register(ag_bert *m, const ag_bert_config *cfg, ag_params *p, const char *prefix,
                      int with_pooler);
-/* Hugging Face _init_weights: Linear and Embedding weights ~ N(0, 0.02), the [PAD] (id 0)
- * row of the word embeddings zero, biases 0, LayerNorm weight 1 / bias 0. Host data. */
+/* Hugging Face _init_weights: Linear and Embedding weights ~ N(0, 0.02), the
+ * pad_token_id row of the word embeddings zero, biases 0, LayerNorm weight 1 / bias 0. Host data. */
 void ag_bert_init_weights(const ag_bert *m, ag_params *p, uint64_t seed);
 /* Forward over one batch. training != 0 applies dropout with the config's probabilities
  * (keyed on seed and sample indices); 0 is eval (no dropout). want_pooled computes the

@@ -17,8 +17,10 @@
 
 #include "nn/params.h"
 
-/* The RNG `b` argument for the head's dropout: beyond any encoder site (layer·16 + k). */
-#define AG_XHEAD_DROPOUT_SITE 0xC1A5u
+/* The RNG `b` argument (site) for the head's dropout: AG_SITE_HEAD + 0 in nn/ops.h's layout
+ * (encoder sites from 0, decoder from 1 << 12, heads from 1 << 13), spelt out here so that
+ * the head does not depend on the op interface. */
+#define AG_XHEAD_DROPOUT_SITE (1u << 13)
 
 typedef struct {
     int w, b;            /* indices in the params table */

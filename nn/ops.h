@@ -72,13 +72,13 @@ typedef struct ag_ops {
     void (*copy2d)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
     void (*acc2d)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
 
-    /* ---- linear: out[N,O] = in[N,I] . W[O,I]^T + b[O]   (b may be NULL) ---- */
+    /* ---- linear: out[N,OC] = in[N,IC] . W[OC,IC]^T + b[OC]   (b may be NULL) ---- */
     void (*linear_forward)(float *out, const float *in, const float *W, const float *b,
-                           int N, int I, int O);
-    /* din[N,I] += dout . W;  dW[O,I] += dout^T . in;  db[O] += sum_n dout.
+                           int N, int IC, int OC);
+    /* din[N,IC] += dout . W;  dW[OC,IC] += dout^T . in;  db[OC] += sum_n dout.
      * din, dW, db may each be NULL. */
     void (*linear_backward)(float *din, float *dW, float *db, const float *dout,
-                            const float *in, const float *W, int N, int I, int O);
+                            const float *in, const float *W, int N, int IC, int OC);
 
     /* ---- BERT embeddings: out[B,T,C] = wte[ids] + wpe[t] + wtt[types] ----
      * ids, types: [B,T] int32 (types may be NULL = all 0); position of token t is t
@@ -88,9 +88,12 @@ typedef struct ag_ops {
                               const float *wte, const float *wpe, const float *wtt,
                               int B, int T, int C);
     /* Scatter-add: dwte[ids[b,t]] += dout[b,t]; dwpe[t] += ...; dwtt[types[b,t]] += ....
+     * Tokens whose id == pad_id add nothing to dwte (torch nn.Embedding(padding_idx): the
+     * [PAD] row of BERT's word embeddings never gets a gradient); pad_id -1: none skipped.
      * Any of dwte, dwpe, dwtt may be NULL. */
     void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                               const int32_t *ids, const int32_t *types, int B, int T, int C);
+                               const int32_t *ids, const int32_t *types, int B, int T, int C,
+                               int pad_id);
 
     /* ---- layernorm over the last dim: out[N,C] = (in - mean) * rstd * w + b ----
      * Saves mean[N] and rstd[N] = 1/sqrt(var + eps) (biased variance, as torch). */

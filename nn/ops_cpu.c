@@ -78,29 +78,29 @@ static void col_sum_acc(float *sum, const float *x, int N, int C) {
 /* ---------------------------------------------------------------- linear */
 
 static void cpu_linear_forward(float *out, const float *in, const float *W, const float *b,
-                               int N, int I, int O) {
-    if (N <= 0 || O <= 0) return;
+                               int N, int IC, int OC) {
+    if (N <= 0 || OC <= 0) return;
     float beta = 0.0f;
     if (b) {
-        #pragma omp parallel for if ((size_t)N * O > PAR_MIN)
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * O, b, (size_t)O * sizeof *out);
+        #pragma omp parallel for if ((size_t)N * OC > PAR_MIN)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof *out);
         beta = 1.0f;
     }
-    if (I <= 0) { if (!b) memset(out, 0, (size_t)N * O * sizeof *out); return; }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, in, I, W, I, beta,
-                out, O);
+    if (IC <= 0) { if (!b) memset(out, 0, (size_t)N * OC * sizeof *out); return; }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, in, IC, W, IC, beta,
+                out, OC);
 }
 
 static void cpu_linear_backward(float *din, float *dW, float *db, const float *dout,
-                                const float *in, const float *W, int N, int I, int O) {
-    if (N <= 0 || O <= 0 || I <= 0) return;
-    if (din)  /* din[N,I] += dout[N,O] . W[O,I] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I,
-                    1.0f, din, I);
-    if (dW)   /* dW[O,I] += dout^T . in */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, in, I,
-                    1.0f, dW, I);
-    if (db) col_sum_acc(db, dout, N, O);
+                                const float *in, const float *W, int N, int IC, int OC) {
+    if (N <= 0 || OC <= 0 || IC <= 0) return;
+    if (din)  /* din[N,IC] += dout[N,OC] . W[OC,IC] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, W, IC,
+                    1.0f, din, IC);
+    if (dW)   /* dW[OC,IC] += dout^T . in */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, in, IC,
+                    1.0f, dW, IC);
+    if (db) col_sum_acc(db, dout, N, OC);
 }
 
 /* ---------------------------------------------------------------- embeddings */
@@ -122,7 +122,7 @@ static void cpu_embedding_forward(float *out, const int32_t *ids, const int32_t 
 
 static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                                    const int32_t *ids, const int32_t *types, int B, int T,
-                                   int C) {
+                                   int C, int pad_id) {
     /* Word and type rows can repeat within a batch, so their scatter stays serial over
      * tokens (it is a tiny fraction of a step); positions are distinct per t. */
     if (dwpe) {
@@ -136,7 +136,7 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
     }
     for (int bt = 0; bt < B * T; bt++) {
         const float *g = dout + (size_t)bt * C;
-        if (dwte) {
+        if (dwte && ids[bt] != pad_id) {
             float *d = dwte + (size_t)ids[bt] * C;
             for (int c = 0; c < C; c++) d[c] += g[c];
         }

@@ -1,0 +1,422 @@
+/* Broadcast, batch slicing, the bucketed (optionally fixed-point exact) gradient allreduce
+ * and the cross-rank parameter checksum; see allreduce.h. */
+#include "dist/allreduce.h"
+
+#include "nn/error.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- broadcast and batch slicing ---- */
+
+int ag_bcast_floats(float *buf, size_t n, int root, MPI_Comm comm) {
+    /* MPI counts are int: send in pieces of 2^30 floats (4 GiB). */
+    const size_t piece = (size_t)1 << 30;
+    for (size_t off = 0; off < n; off += piece) {
+        size_t k = n - off < piece ? n - off : piece;
+        if (MPI_Bcast(buf + off, (int)k, MPI_FLOAT, root, comm) != MPI_SUCCESS)
+            return ag_err("ag_bcast_floats: MPI_Bcast of %zu floats at offset %zu failed", k, off);
+    }
+    return 0;
+}
+
+int ag_bcast_params(ag_params *p, MPI_Comm comm) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    /* Agree on the layout first: a rank that built a different model must not receive
+     * (and silently truncate or overrun) rank 0's bytes. */
+    uint64_t shape[2] = { (uint64_t)p->n, (uint64_t)p->total };
+    uint64_t root[2] = { shape[0], shape[1] };
+    MPI_Bcast(root, 2, MPI_UINT64_T, 0, comm);
+    int ok = root[0] == shape[0] && root[1] == shape[1] && p->data != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) {
+        if (!ok)
+            return ag_err("ag_bcast_params: rank %d has %d tensors / %zu floats%s, rank 0 has %llu / %llu: "
+                          "every rank must build the same model", rank, p->n, p->total,
+                          p->data ? "" : " (not allocated)", (unsigned long long)root[0],
+                          (unsigned long long)root[1]);
+        return ag_err("ag_bcast_params: another rank's parameter table differs from rank 0's "
+                      "(see that rank's message)");
+    }
+    return ag_bcast_floats(p->data, p->total, 0, comm);
+}
+
+void ag_batch_slice(int64_t global, int nranks, int rank, int64_t *begin, int64_t *count) {
+    if (global < 0) global = 0;
+    if (nranks < 1 || rank < 0 || rank >= nranks) { *begin = 0; *count = 0; return; }
+    int64_t base = global / nranks, extra = global % nranks;
+    *count = base + (rank < extra);
+    *begin = (int64_t)rank * base + (rank < extra ? rank : extra);
+}
+
+/* ---- bucketed gradient allreduce ---- */
+
+typedef struct {
+    int first, last;     /* tensor indices, first >= last */
+    size_t off, cnt;     /* float span in the flat gradient buffer */
+    int n_tensors, n_ready;
+    int started, done;
+    MPI_Request req;
+    double t_start;
+} ar_bucket;
+
+struct ag_ar {
+    const ag_params *p;
+    MPI_Comm comm;
+    ag_ar_config cfg;
+    int nb;
+    ar_bucket *b;
+    int *bucket_of;          /* [n tensors] */
+    unsigned char *ready;    /* [n tensors] this step */
+    int64_t *acc;            /* EXACT: [p->total] fixed-point sums */
+    int next_start;          /* first bucket not started this step */
+    int in_step;
+    int any_started;
+    ag_ar_stats st;
+};
+
+void ag_ar_config_default(ag_ar_config *cfg) {
+    cfg->mode = AG_AR_SUM;
+    cfg->first_bucket_bytes = (size_t)1 << 20;
+    cfg->bucket_bytes = (size_t)25 << 20;
+    cfg->exact_frac_bits = 32;
+}
+
+int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MPI_Comm comm) {
+    *out = NULL;
+    ag_ar_config cfg;
+    if (cfg_in) cfg = *cfg_in; else ag_ar_config_default(&cfg);
+    if (!p || p->n < 1 || !p->grad)
+        return ag_err("ag_ar_create: the parameter table is empty or not allocated (call ag_params_alloc)");
+    if (cfg.mode != AG_AR_SUM && cfg.mode != AG_AR_EXACT)
+        return ag_err("ag_ar_create: unknown mode %d (AG_AR_SUM or AG_AR_EXACT)", (int)cfg.mode);
+    if (cfg.first_bucket_bytes < 4 || cfg.bucket_bytes < 4)
+        return ag_err("ag_ar_create: bucket sizes %zu / %zu bytes are below one float",
+                      cfg.first_bucket_bytes, cfg.bucket_bytes);
+    if (cfg.mode == AG_AR_EXACT && (cfg.exact_frac_bits < 1 || cfg.exact_frac_bits > 40))
+        return ag_err("ag_ar_create: exact_frac_bits %d outside 1..40", cfg.exact_frac_bits);
+    /* Buckets are contiguous spans only if tensors sit in registration order. */
+    for (int i = 1; i < p->n; i++)
+        if (p->t[i].offset < p->t[i - 1].offset + p->t[i - 1].numel)
+            return ag_err("ag_ar_create: tensor %d '%s' (offset %zu) overlaps or precedes tensor %d '%s'",
+                          i, p->t[i].name, p->t[i].offset, i - 1, p->t[i - 1].name);
+
+    ag_ar *ar = calloc(1, sizeof *ar);
+    if (!ar) return ag_err("ag_ar_create: out of memory");
+    ar->comm = MPI_COMM_NULL;
+    ar->p = p;
+    ar->cfg = cfg;
+    ar->b = calloc((size_t)p->n, sizeof *ar->b);
+    ar->bucket_of = calloc((size_t)p->n, sizeof *ar->bucket_of);
+    ar->ready = calloc((size_t)p->n, 1);
+    if (!ar->b || !ar->bucket_of || !ar->ready) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory"); }
+
+    /* Walk tensors from last to first; close a bucket once it reaches its size. */
+    size_t end = p->t[p->n - 1].offset + p->t[p->n - 1].numel;
+    int nb = 0;
+    ar_bucket *cur = NULL;
+    for (int i = p->n - 1; i >= 0; i--) {
+        if (!cur) {
+            cur = &ar->b[nb++];
+            cur->first = i;
+        }
+        cur->last = i;
+        cur->n_tensors++;
+        ar->bucket_of[i] = nb - 1;
+        /* The span starts where this tensor starts (tensor 0 starts at 0) and ends where the
+         * previous bucket began, so buckets tile the buffer, gaps included. */
+        size_t start = i == 0 ? 0 : p->t[i].offset;
+        cur->off = start;
+        cur->cnt = end - start;
+        size_t cap = nb == 1 ? cfg.first_bucket_bytes : cfg.bucket_bytes;
+        if (cur->cnt * sizeof(float) >= cap || i == 0) {
+            if (cur->cnt > INT_MAX) {
+                int first = cur->first;
+                ag_ar_free(ar);
+                return ag_err("ag_ar_create: bucket ending at tensor '%s' has %zu floats, over MPI's "
+                              "int count limit", p->t[first].name, (size_t)(end - start));
+            }
+            end = start;
+            cur = NULL;
+        }
+    }
+    ar->nb = nb;
+    if (cfg.mode == AG_AR_EXACT) {
+        ar->acc = calloc(p->total ? p->total : 1, sizeof *ar->acc);
+        if (!ar->acc) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory for the %zu-value fixed-point accumulator", p->total); }
+    }
+    if (MPI_Comm_dup(comm, &ar->comm) != MPI_SUCCESS) {
+        ag_ar_free(ar);
+        return ag_err("ag_ar_create: MPI_Comm_dup failed");
+    }
+    ar->st.n_buckets = nb;
+    ar->st.bytes = p->total * (cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float));
+    *out = ar;
+    return 0;
+}
+
+void ag_ar_free(ag_ar *ar) {
+    if (!ar) return;
+    /* A step abandoned mid-way (error path) still has requests in flight: complete them
+     * rather than free buffers MPI may still write. */
+    for (int b = 0; b < ar->nb; b++)
+        if (ar->b[b].started && !ar->b[b].done) MPI_Wait(&ar->b[b].req, MPI_STATUS_IGNORE);
+    if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
+    free(ar->b);
+    free(ar->bucket_of);
+    free(ar->ready);
+    free(ar->acc);
+    free(ar);
+}
+
+int ag_ar_bucket_count(const ag_ar *ar) { return ar->nb; }
+
+void ag_ar_bucket_info(const ag_ar *ar, int b, int *first, int *last, size_t *offset, size_t *count) {
+    const ar_bucket *k = &ar->b[b];
+    if (first) *first = k->first;
+    if (last) *last = k->last;
+    if (offset) *offset = k->off;
+    if (count) *count = k->cnt;
+}
+
+void ag_ar_get_stats(const ag_ar *ar, ag_ar_stats *st) { *st = ar->st; }
+
+void ag_ar_reset_stats(ag_ar *ar) {
+    int nb = ar->st.n_buckets;
+    size_t bytes = ar->st.bytes;
+    memset(&ar->st, 0, sizeof ar->st);
+    ar->st.n_buckets = nb;
+    ar->st.bytes = bytes;
+}
+
+int ag_ar_begin(ag_ar *ar) {
+    if (ar->in_step && ar->any_started)
+        return ag_err("ag_ar_begin: the previous step's allreduce was started but not finished "
+                      "(call ag_ar_finish)");
+    memset(ar->ready, 0, (size_t)ar->p->n);
+    for (int b = 0; b < ar->nb; b++) {
+        ar->b[b].n_ready = 0;
+        ar->b[b].started = ar->b[b].done = 0;
+    }
+    if (ar->acc) memset(ar->acc, 0, ar->p->total * sizeof *ar->acc);
+    ar->next_start = 0;
+    ar->in_step = 1;
+    ar->any_started = 0;
+    return 0;
+}
+
+/* The tensor holding flat index i (for error messages). */
+static int tensor_at(const ag_params *p, size_t i) {
+    int lo = 0, hi = p->n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (p->t[mid].offset <= i) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* EXACT: acc[span] += round(grad[span] * 2^F); grad[span] = 0. */
+static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
+    const int F = ar->cfg.exact_frac_bits;
+    const double limit = ldexp(1.0, 46 - F), scale = ldexp(1.0, F);
+    float *g = ar->p->grad + off;
+    int64_t *a = ar->acc + off;
+    double t0 = MPI_Wtime();
+    int bad = 0;
+    #pragma omp parallel for reduction(|:bad) schedule(static)
+    for (size_t i = 0; i < cnt; i++) {
+        double v = g[i];
+        /* !(|v| < limit) is also true for NaN. */
+        if (!(fabs(v) < limit)) { bad = 1; continue; }
+        int64_t q = llrint(v * scale), s;
+        if (__builtin_add_overflow(a[i], q, &s)) { bad = 1; continue; }
+        a[i] = s;
+        g[i] = 0.0f;
+    }
+    ar->st.t_convert += MPI_Wtime() - t0;
+    if (!bad) return 0;
+    for (size_t i = 0; i < cnt; i++) {
+        if (g[i] == 0.0f) continue;   /* folded */
+        int t = tensor_at(ar->p, off + i);
+        return ag_err("allreduce (exact mode): gradient of '%s' element %zu is %g, outside the "
+                      "fixed-point range |g| < %g (exact_frac_bits %d, or the accumulated sum "
+                      "overflowed); lower exact_frac_bits or use AG_AR_SUM",
+                      ar->p->t[t].name, off + i - ar->p->t[t].offset, (double)g[i], limit, F);
+    }
+    return ag_err("allreduce (exact mode): fixed-point overflow in [%zu, %zu)", off, off + cnt);
+}
+
+int ag_ar_accumulate(ag_ar *ar) {
+    if (!ar->in_step) return ag_err("ag_ar_accumulate: outside a step (call ag_ar_begin first)");
+    if (ar->cfg.mode != AG_AR_EXACT) return 0;
+    if (ar->any_started)
+        return ag_err("ag_ar_accumulate: a bucket already started this step; accumulate earlier "
+                      "micro-batches before reporting the last one's tensors ready");
+    return fold_span(ar, 0, ar->p->total);
+}
+
+static int start_bucket(ag_ar *ar, int b) {
+    ar_bucket *k = &ar->b[b];
+    int rc;
+    if (ar->cfg.mode == AG_AR_EXACT) {
+        if (fold_span(ar, k->off, k->cnt)) return -1;
+        double t0 = MPI_Wtime();
+        rc = MPI_Iallreduce(MPI_IN_PLACE, ar->acc + k->off, (int)k->cnt, MPI_INT64_T, MPI_SUM,
+                            ar->comm, &k->req);
+        k->t_start = MPI_Wtime();
+        ar->st.t_mpi += k->t_start - t0;
+    } else {
+        double t0 = MPI_Wtime();
+        rc = MPI_Iallreduce(MPI_IN_PLACE, ar->p->grad + k->off, (int)k->cnt, MPI_FLOAT, MPI_SUM,
+                            ar->comm, &k->req);
+        k->t_start = MPI_Wtime();
+        ar->st.t_mpi += k->t_start - t0;
+    }
+    if (rc != MPI_SUCCESS)
+        return ag_err("allreduce: MPI_Iallreduce of bucket %d (%zu values) failed", b, k->cnt);
+    k->started = 1;
+    ar->any_started = 1;
+    return 0;
+}
+
+/* Start buckets in order while the next one is complete. */
+static int start_ready(ag_ar *ar, int force) {
+    while (ar->next_start < ar->nb) {
+        ar_bucket *k = &ar->b[ar->next_start];
+        if (!force && k->n_ready < k->n_tensors) break;
+        if (start_bucket(ar, ar->next_start)) return -1;
+        ar->next_start++;
+    }
+    return 0;
+}
+
+int ag_ar_progress(ag_ar *ar) {
+    for (int b = 0; b < ar->next_start; b++) {
+        ar_bucket *k = &ar->b[b];
+        if (!k->started || k->done) continue;
+        int flag = 0;
+        double t0 = MPI_Wtime();
+        int rc = MPI_Test(&k->req, &flag, MPI_STATUS_IGNORE);
+        double t1 = MPI_Wtime();
+        ar->st.t_mpi += t1 - t0;
+        if (rc != MPI_SUCCESS) return ag_err("allreduce: MPI_Test of bucket %d failed", b);
+        if (flag) { k->done = 1; ar->st.t_flight += t1 - k->t_start; }
+    }
+    return 0;
+}
+
+int ag_ar_ready(ag_ar *ar, int t) {
+    if (!ar->in_step) return ag_err("ag_ar_ready: outside a step (call ag_ar_begin first)");
+    if (t < 0 || t >= ar->p->n)
+        return ag_err("ag_ar_ready: tensor index %d outside 0..%d", t, ar->p->n - 1);
+    if (ar->ready[t])
+        return ag_err("ag_ar_ready: tensor %d '%s' reported ready twice in one step", t, ar->p->t[t].name);
+    ar->ready[t] = 1;
+    ar->b[ar->bucket_of[t]].n_ready++;
+    if (start_ready(ar, 0)) return -1;
+    return ag_ar_progress(ar);
+}
+
+int ag_ar_finish(ag_ar *ar, int64_t global_count) {
+    if (!ar->in_step) return ag_err("ag_ar_finish: outside a step (call ag_ar_begin first)");
+    if (global_count < 1) return ag_err("ag_ar_finish: global_count %lld must be >= 1", (long long)global_count);
+    int rc = start_ready(ar, 1);
+    /* Wait for everything started, even after an error, so no request outlives the step. */
+    double tw = MPI_Wtime();
+    for (int b = 0; b < ar->next_start; b++) {
+        ar_bucket *k = &ar->b[b];
+        if (!k->started || k->done) continue;
+        double t0 = MPI_Wtime();
+        int r = MPI_Wait(&k->req, MPI_STATUS_IGNORE);
+        double t1 = MPI_Wtime();
+        ar->st.t_mpi += t1 - t0;
+        if (r != MPI_SUCCESS && !rc) rc = ag_err("allreduce: MPI_Wait of bucket %d failed", b);
+        k->done = 1;
+        ar->st.t_flight += t1 - k->t_start;
+    }
+    ar->st.t_wait += MPI_Wtime() - tw;
+    ar->in_step = 0;
+    ar->any_started = 0;
+    if (rc) return rc;
+
+    float *g = ar->p->grad;
+    size_t n = ar->p->total;
+    if (ar->cfg.mode == AG_AR_EXACT) {
+        double t0 = MPI_Wtime();
+        const int64_t *a = ar->acc;
+        const int F = ar->cfg.exact_frac_bits;
+        const double cnt = (double)global_count;
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) g[i] = (float)(ldexp((double)a[i], -F) / cnt);
+        ar->st.t_convert += MPI_Wtime() - t0;
+    } else if (global_count != 1) {
+        const double inv = 1.0 / (double)global_count;
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) g[i] = (float)((double)g[i] * inv);
+    }
+    ar->st.steps++;
+    return 0;
+}
+
+/* ---- parameter checksum ---- */
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+/* Four independent lanes (so the loop is not one long dependency chain), each a
+ * multiply-rotate over 8-byte words, folded with a final avalanche. */
+uint64_t ag_hash_bytes(const void *p, size_t n) {
+    const uint64_t K1 = 0x9E3779B185EBCA87ull, K2 = 0xC2B2AE3D27D4EB4Full;
+    const unsigned char *s = p;
+    uint64_t h[4] = { K1 ^ n, K2 ^ n, rotl64(K1, 17) ^ n, rotl64(K2, 31) ^ n };
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, s + i + 8 * l, 8);
+            h[l] = rotl64(h[l] ^ (w * K2), 31) * K1;
+        }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h[0] = rotl64(h[0] ^ (w * K2), 31) * K1;
+    }
+    uint64_t tail = 0;
+    for (size_t j = 0; i + j < n; j++) tail |= (uint64_t)s[i + j] << (8 * j);
+    h[1] = rotl64(h[1] ^ (tail * K2), 31) * K1;
+    uint64_t x = rotl64(h[0], 1) + rotl64(h[1], 7) + rotl64(h[2], 12) + rotl64(h[3], 18);
+    x ^= x >> 33; x *= K2; x ^= x >> 29; x *= K1; x ^= x >> 32;
+    return x;
+}
+
+int ag_check_same(const float *data, size_t n, int64_t step, MPI_Comm comm) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    uint64_t mine = ag_hash_bytes(data, n * sizeof(float));
+    uint64_t *all = malloc((size_t)size * sizeof *all);
+    /* Every rank must take part in the collective even when it cannot allocate. */
+    int ok = all != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) { free(all); return ag_err("ag_check_same: out of memory at step %lld", (long long)step); }
+    MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, comm);
+    char list[256] = "";
+    int ndiff = 0;
+    size_t len = 0;
+    for (int r = 1; r < size; r++) {
+        if (all[r] == all[0]) continue;
+        if (ndiff < 8 && len < sizeof list - 16)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", ndiff ? ", " : "", r);
+        ndiff++;
+    }
+    if (!ndiff) { free(all); return 0; }
+    unsigned long long h0 = (unsigned long long)all[0];
+    free(all);
+    return ag_err("parameters diverged across ranks at step %lld: %d rank(s) (%s%s) hold parameters "
+                  "whose checksum differs from rank 0's (0x%016llx; this rank 0x%016llx); the "
+                  "data-parallel replicas are no longer identical", (long long)step, ndiff, list,
+                  ndiff > 8 ? ", ..." : "", h0, (unsigned long long)mine);
+}

@@ -1,0 +1,12 @@
+/* The subcommands of `argent`, one per file in jobs/. Each takes argc/argv with argv[0]
+ * being the command's name, prints its own --help, and returns the process exit code
+ * (0 success, 1 failure with a message on stderr, 2 bad usage; see docs/formats.md). */
+#ifndef ARGENT_JOBS_COMMANDS_H
+#define ARGENT_JOBS_COMMANDS_H
+
+int ag_cmd_demo(int argc, char **argv);
+int ag_cmd_prepare(int argc, char **argv);   /* jobs/prepare.c */
+int ag_cmd_import(int argc, char **argv);    /* jobs/import.c */
+int ag_cmd_export(int argc, char **argv);    /* jobs/export.c */
+
+#endif

@@ -1,0 +1,258 @@
+/* MPI test of the bucketed gradient allreduce: bucket layout (reverse order, small first
+ * bucket, tiling), sums equal to a direct serial computation over the same global batch
+ * (exact with eighths, within 1e-6 with random floats), ready() in any order with unused
+ * tensors and ranks without samples, and the fixed-point EXACT mode bit-identical to the
+ * serial fixed-point sum, hence the same bits at every rank count. */
+#include "dist/allreduce.h"
+#include "dist/comm.h"
+#include "nn/error.h"
+#include "tests/mpi/synth.h"
+#include "tests/support/check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KIND_EIGHTHS, KIND_UNIFORM };
+
+static float sample_value(int kind, int64_t s, size_t i) {
+    return kind == KIND_EIGHTHS ? synth_eighths(11, (uint64_t)s, i) : synth_uniform(12, (uint64_t)s, i);
+}
+
+/* 23 tensors of uneven sizes (1..700 floats, two larger), registered like a model's. */
+static void build_table(ag_params *p) {
+    ag_params_init(p);
+    for (int t = 0; t < 23; t++) {
+        int64_t n = 1 + (int64_t)(synth_key(7, (uint64_t)t, 0) % 700);
+        if (t == 3) n = 5000;
+        if (t == 20) n = 3001;
+        if (t % 5 == 2) ag_params_addf(p, 2, (int64_t[]){ n, 3 }, "layer.%d.weight", t);
+        else ag_params_addf(p, 1, (int64_t[]){ n }, "layer.%d.bias", t);
+    }
+    ag_params_alloc(p);
+}
+
+/* grad[tensor elements] += sample s's gradient; alignment gaps stay zero. */
+static void add_sample(ag_params *p, int kind, int64_t s) {
+    for (int t = 0; t < p->n; t++)
+        for (size_t e = 0; e < p->t[t].numel; e++) {
+            size_t i = p->t[t].offset + e;
+            p->grad[i] += sample_value(kind, s, i);
+        }
+}
+
+/* What np=1 with one big local batch computes: fp32 sum in sample order, then the mean. */
+static void reference_sum(const ag_params *p, int kind, int64_t G, float *ref) {
+    memset(ref, 0, p->total * sizeof *ref);
+    for (int64_t s = 0; s < G; s++)
+        for (int t = 0; t < p->n; t++)
+            for (size_t e = 0; e < p->t[t].numel; e++) {
+                size_t i = p->t[t].offset + e;
+                ref[i] += sample_value(kind, s, i);
+            }
+    for (size_t i = 0; i < p->total; i++) ref[i] = (float)((double)ref[i] * (1.0 / (double)G));
+}
+
+/* The documented fixed-point rule, computed serially over the global batch. */
+static void reference_exact(const ag_params *p, int kind, int64_t G, int F, float *ref) {
+    int64_t *acc = calloc(p->total, sizeof *acc);
+    for (int64_t s = 0; s < G; s++)
+        for (int t = 0; t < p->n; t++)
+            for (size_t e = 0; e < p->t[t].numel; e++) {
+                size_t i = p->t[t].offset + e;
+                acc[i] += llrint(ldexp((double)sample_value(kind, s, i), F));
+            }
+    for (size_t i = 0; i < p->total; i++) ref[i] = (float)(ldexp((double)acc[i], -F) / (double)G);
+    free(acc);
+}
+
+/* Report tensors ready in reverse order (or a rank-specific shuffle, leaving `skip` tensors
+ * unreported), with progress calls in between as a backward pass would make them. */
+static int report_ready(ag_ar *ar, const ag_params *p, int shuffle, int skip, int rank) {
+    int n = p->n, order[64];
+    for (int i = 0; i < n; i++) order[i] = n - 1 - i;
+    if (shuffle)
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)(synth_key(99, (uint64_t)rank, (uint64_t)i) % (uint64_t)(i + 1));
+            int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
+        }
+    for (int i = 0; i < n - skip; i++) {
+        if (ag_ar_ready(ar, order[i])) return -1;
+        if (i % 3 == 0 && ag_ar_progress(ar)) return -1;
+    }
+    return 0;
+}
+
+/* One SUM step over the global batch [0, G): this rank's slice, then the allreduce. */
+static int step_sum(ag_ar *ar, ag_params *p, const ag_comm *c, int kind, int64_t G, int shuffle, int skip) {
+    int64_t b, n;
+    ag_batch_slice(G, c->size, c->rank, &b, &n);
+    if (ag_ar_begin(ar)) return -1;
+    ag_params_zero_grad(p);
+    for (int64_t s = b; s < b + n; s++) add_sample(p, kind, s);
+    /* A rank without samples runs no backward and reports nothing. */
+    if (n > 0 && report_ready(ar, p, shuffle, skip, c->rank)) return -1;
+    return ag_ar_finish(ar, G);
+}
+
+/* One EXACT step: per-sample micro-batches folded with accumulate, the last one through ready. */
+static int step_exact(ag_ar *ar, ag_params *p, const ag_comm *c, int kind, int64_t G) {
+    int64_t b, n;
+    ag_batch_slice(G, c->size, c->rank, &b, &n);
+    if (ag_ar_begin(ar)) return -1;
+    for (int64_t s = b; s < b + n; s++) {
+        ag_params_zero_grad(p);
+        add_sample(p, kind, s);
+        if (s < b + n - 1) { if (ag_ar_accumulate(ar)) return -1; }
+        else if (report_ready(ar, p, 0, 0, c->rank)) return -1;
+    }
+    return ag_ar_finish(ar, G);
+}
+
+static void test_layout(const ag_params *p, const ag_comm *c) {
+    ag_ar_config cfg;
+    ag_ar_config_default(&cfg);
+    cfg.first_bucket_bytes = 600;
+    cfg.bucket_bytes = 5000;
+    ag_ar *ar = NULL;
+    check_true("create with small buckets", ag_ar_create(&ar, p, &cfg, c->world) == 0);
+    int nb = ag_ar_bucket_count(ar), ok = nb > 3, next_first = p->n - 1;
+    size_t top = p->t[p->n - 1].offset + p->t[p->n - 1].numel;
+    for (int b = 0; b < nb; b++) {
+        int first, last;
+        size_t off, cnt;
+        ag_ar_bucket_info(ar, b, &first, &last, &off, &cnt);
+        size_t cap = b == 0 ? cfg.first_bucket_bytes : cfg.bucket_bytes;
+        ok &= first == next_first && last <= first && off + cnt == top;
+        /* Closed as soon as it reached its size: without its last tensor it was smaller. */
+        if (b < nb - 1) ok &= cnt * 4 >= cap && (first == last || (off + cnt - p->t[last + 1].offset) * 4 < cap);
+        next_first = last - 1;
+        top = off;
+    }
+    check_true("buckets: reverse order, tile the buffer, close at their size", ok && next_first == -1 && top == 0);
+    ag_ar_stats st;
+    ag_ar_get_stats(ar, &st);
+    check_true("stats: bucket count and bytes", st.n_buckets == nb && st.bytes == p->total * 4);
+    ag_ar_free(ar);
+
+    cfg.first_bucket_bytes = cfg.bucket_bytes = 4;   /* one tensor per bucket */
+    ag_ar_create(&ar, p, &cfg, c->world);
+    check_true("buckets: 4-byte caps give one bucket per tensor", ag_ar_bucket_count(ar) == p->n);
+    ag_ar_free(ar);
+    ag_ar_create(&ar, p, NULL, c->world);
+    check_true("buckets: default 1 MiB first bucket holds this small table", ag_ar_bucket_count(ar) == 1);
+    ag_ar_free(ar);
+
+    ag_params empty;
+    ag_params_init(&empty);
+    check_true("create: an unallocated table is an error", ag_ar_create(&ar, &empty, NULL, c->world) == -1 && ar == NULL);
+}
+
+static void test_sum(ag_params *p, const ag_comm *c, float *ref) {
+    ag_ar_config cfg;
+    ag_ar_config_default(&cfg);
+    cfg.first_bucket_bytes = 600;
+    cfg.bucket_bytes = 5000;
+    ag_ar *ar = NULL;
+    ag_ar_create(&ar, p, &cfg, c->world);
+    const int64_t G = 13;
+    char what[128];
+
+    reference_sum(p, KIND_EIGHTHS, G, ref);
+    check_true("sum step (eighths) returns 0", step_sum(ar, p, c, KIND_EIGHTHS, G, 0, 0) == 0);
+    snprintf(what, sizeof what, "sum of eighths over %d ranks is bit-exact vs serial", c->size);
+    check_true(what, !memcmp(p->grad, ref, p->total * sizeof *ref));
+
+    reference_sum(p, KIND_UNIFORM, G, ref);
+    check_true("sum step (uniform) returns 0", step_sum(ar, p, c, KIND_UNIFORM, G, 0, 0) == 0);
+    check_rel("sum of random floats vs serial fp32 sum", p->grad, ref, p->total, 1e-6);
+
+    /* Shuffled ready() order per rank and 4 tensors never reported: same result. */
+    check_true("shuffled/unreported step returns 0", step_sum(ar, p, c, KIND_UNIFORM, G, 1, 4) == 0);
+    check_rel("sum with shuffled ready order and unused tensors", p->grad, ref, p->total, 1e-6);
+
+    /* G=2: at np >= 3 some ranks have no samples and call only begin/finish. */
+    reference_sum(p, KIND_EIGHTHS, 2, ref);
+    check_true("tiny-batch step returns 0", step_sum(ar, p, c, KIND_EIGHTHS, 2, 0, 0) == 0);
+    check_true("sum with ranks that hold no samples is exact", !memcmp(p->grad, ref, p->total * sizeof *ref));
+
+    ag_ar_stats st;
+    ag_ar_get_stats(ar, &st);
+    check_true("stats: 4 steps, non-negative times", st.steps == 4 && st.t_mpi >= 0 && st.t_wait >= 0 &&
+                                                         st.t_flight >= 0);
+    ag_log0("allreduce stats over 4 steps: %d buckets, %zu bytes/step, mpi %.6f s, wait %.6f s, in flight %.6f s",
+            st.n_buckets, st.bytes, st.t_mpi, st.t_wait, st.t_flight);
+
+    /* Misuse is reported, not crashed on. */
+    ag_ar_begin(ar);
+    int r1 = ag_ar_ready(ar, 5), r2 = ag_ar_ready(ar, 5), r3 = ag_ar_ready(ar, 99);
+    check_true("ready twice / out of range are errors", r1 == 0 && r2 == -1 && r3 == -1);
+    check_true("finish after misuse still completes the collectives", ag_ar_finish(ar, 1) == 0);
+    check_true("ready outside a step is an error", ag_ar_ready(ar, 0) == -1);
+    check_true("finish with count 0 is an error", ag_ar_begin(ar) == 0 && ag_ar_finish(ar, 0) == -1);
+    ag_ar_free(ar);
+}
+
+static void test_exact(ag_params *p, const ag_comm *c, float *ref) {
+    ag_ar_config cfg;
+    ag_ar_config_default(&cfg);
+    cfg.mode = AG_AR_EXACT;
+    cfg.first_bucket_bytes = 600;
+    cfg.bucket_bytes = 5000;
+    ag_ar *ar = NULL;
+    check_true("create exact", ag_ar_create(&ar, p, &cfg, c->world) == 0);
+    const int64_t G = 11;
+    reference_exact(p, KIND_UNIFORM, G, cfg.exact_frac_bits, ref);
+    check_true("exact step returns 0", step_exact(ar, p, c, KIND_UNIFORM, G) == 0);
+    char what[160];
+    snprintf(what, sizeof what, "exact mode over %d ranks: bit-identical to the serial fixed-point sum "
+             "(so identical at every np)", c->size);
+    check_true(what, !memcmp(p->grad, ref, p->total * sizeof *ref));
+    uint64_t h = ag_hash_bytes(p->grad, p->total * sizeof *p->grad);
+    ag_log0("exact-mode result hash 0x%016llx (must be the same at every np)", (unsigned long long)h);
+    check_true("exact mode: all ranks hold the same bits", ag_check_same(p->grad, p->total, 0, c->world) == 0);
+
+    /* And close to the plain fp32 mean (quantisation 2^-32 per contribution). */
+    float *plain = malloc(p->total * sizeof *plain);
+    reference_sum(p, KIND_UNIFORM, G, plain);
+    check_rel("exact mode vs fp32 mean", p->grad, plain, p->total, 1e-6);
+    free(plain);
+
+    /* A second step reuses the accumulator (begin zeroes it). */
+    reference_exact(p, KIND_EIGHTHS, 5, cfg.exact_frac_bits, ref);
+    check_true("exact step 2 returns 0", step_exact(ar, p, c, KIND_EIGHTHS, 5) == 0);
+    check_true("exact mode step 2 (some ranks without samples at np 4)", !memcmp(p->grad, ref, p->total * sizeof *ref));
+
+    /* Out-of-range and non-finite values are errors naming the tensor (no communication). */
+    ag_ar_begin(ar);
+    ag_params_zero_grad(p);
+    p->grad[p->t[7].offset + 2] = 1e6f;
+    int rc = ag_ar_accumulate(ar);
+    check_true("exact: |g| >= 2^(46-F) is an error naming the tensor", rc == -1 && strstr(ag_errmsg(), "layer.7.weight"));
+    ag_params_zero_grad(p);
+    p->grad[p->t[9].offset] = NAN;
+    rc = ag_ar_accumulate(ar);
+    check_true("exact: NaN is an error naming the tensor", rc == -1 && strstr(ag_errmsg(), "layer.9.bias"));
+    ag_params_zero_grad(p);
+    check_true("exact: finish after a local error still completes", ag_ar_finish(ar, 1) == 0);
+    ag_ar_free(ar);
+}
+
+int main(int argc, char **argv) {
+    if (ag_comm_init(&argc, &argv)) ag_fatal("init: %s", ag_errmsg());
+    const ag_comm *c = ag_comm_get();
+    ag_params p;
+    build_table(&p);
+    float *ref = malloc(p.total * sizeof *ref);
+    test_layout(&p, c);
+    test_sum(&p, c, ref);
+    test_exact(&p, c, ref);
+    free(ref);
+    ag_params_free(&p);
+    int mine = check_failed, worst = 0;
+    MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, c->world);
+    int rc = check_finish();
+    ag_comm_finalize();
+    return rc ? rc : worst ? 1 : 0;
+}
