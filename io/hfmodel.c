@@ -338,7 +338,8 @@ out:
 
 /* modules.json: Transformer [, Pooling] [, Normalize]. Sets *tdir to the transformer's
  * folder (the model folder itself, or a subfolder as in some older models). */
-static int read_modules(const char *dir, const char *path, ag_model_desc *md, char *tdir, size_t tcap) {
+static int read_modules(const char *dir, const char *path, ag_model_desc *md, char *tdir, size_t tcap,
+                        char *pool_cfg, size_t pcap) {
     json_t *j = load_json(path);
     if (!j) return -1;
     int rc = 0, have_t = 0, have_p = 0;
@@ -356,9 +357,9 @@ static int read_modules(const char *dir, const char *path, ag_model_desc *md, ch
             if ((rc = path_join(tdir, tcap, dir, sub))) goto out;
             have_t = 1;
         } else if (!strcmp(tail, "Pooling") && have_t && !have_p) {
-            char pc[PATH_CAP];
-            if ((rc = path_join(pc, sizeof pc, dir, sub)) || (rc = path_join(pc, sizeof pc, pc, "config.json"))) goto out;
-            if ((rc = read_pooling(pc, md))) goto out;
+            /* Read after config.json, whose hidden_size the pooling dimension must match. */
+            char pd[PATH_CAP];
+            if ((rc = path_join(pd, sizeof pd, dir, sub)) || (rc = path_join(pool_cfg, pcap, pd, "config.json"))) goto out;
             have_p = 1;
         } else if (!strcmp(tail, "Normalize") && have_p) {
             md->normalize = 1;
@@ -461,12 +462,14 @@ static int read_desc(const char *dir, ag_model_desc *md, char *tdir, size_t tcap
     ag_model_desc_free(md);
     ag_model_desc_init(md);
     md->num_labels = 2;
+    char pool_cfg[PATH_CAP] = "";
     if (path_join(tdir, tcap, dir, NULL) || path_join(p, sizeof p, dir, "modules.json")) return -1;
     int have_modules = file_exists(p);
-    if (have_modules && read_modules(dir, p, md, tdir, tcap)) return -1;
+    if (have_modules && read_modules(dir, p, md, tdir, tcap, pool_cfg, sizeof pool_cfg)) return -1;
     if (path_join(p, sizeof p, tdir, "config.json")) return -1;
     if (!file_exists(p)) return ag_err("%s: missing (a Hugging Face model folder needs config.json)", p);
     if (read_config(p, md)) return -1;
+    if (pool_cfg[0] && read_pooling(pool_cfg, md)) return -1;
 
     /* Tokenizer settings. */
     int model_max = 0;

@@ -70,8 +70,8 @@ int32_t ag_tok_id(const ag_tokenizer *tk, const char *piece);
 /* The do_lower_case the tokenizer was loaded with. */
 int ag_tokenizer_lower(const ag_tokenizer *tk);
 /* Diagnostics and tests: the words WordPiece sees (after cleaning, lower-casing, accent
- * stripping, punctuation splitting; special tokens as their strings, words over 100
- * characters as "[TOO-LONG]"), joined by single spaces. Returns a malloc'd string, or NULL
- * with ag_err() on invalid UTF-8 or input over 16 KB. */
+ * stripping, punctuation splitting; special tokens as their strings; long words whole),
+ * joined by single spaces. Returns a malloc'd string, or NULL with ag_err() on invalid
+ * UTF-8 or input over 16 KB. */
 char *ag_tok_basic(const ag_tokenizer *tk, const char *text, size_t len);
 #endif

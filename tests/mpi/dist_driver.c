@@ -167,19 +167,20 @@ static void mkdir_p(const char *path) {
 }
 
 static void scenario_resume(void) {
-    enum { NCHUNKS = 28 };   /* 1000 items in chunks of 37 (the worker's defaults) */
-    char a[4200], b[4200], p1[4300], p2[4300], stats[4300];
+    enum { NCHUNKS = 100 };   /* 2000 items in chunks of 20 */
+    char a[4200], b[4200], p1[4300], p2[4400], stats[4300];
     snprintf(a, sizeof a, "%s/resume-a", g_work);
     snprintf(b, sizeof b, "%s/resume-b", g_work);
     snprintf(stats, sizeof stats, "%s/stats.txt", b);
     mkdir_p(a);
     mkdir_p(b);
     double t0 = now();
-    int rc = run(1, NULL, (const char *[]){ "--dir", a, "--fresh", "--merge", NULL }, 300);
+    int rc = run(1, NULL, (const char *[]){ "--dir", a, "--n", "2000", "--chunk", "20", "--fresh", "--merge", NULL }, 300);
     check_true("uninterrupted np=1 run and merge succeed", rc == 0);
     double t_full = now() - t0;
 
-    rc = run(3, "kill:rank=1:nchunk=3,sleep:chunk=*:ms=30", (const char *[]){ "--dir", b, "--fresh", NULL }, 300);
+    rc = run(3, "kill:rank=1:nchunk=3,sleep:chunk=*:ms=100",
+             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--fresh", NULL }, 300);
     int parts1, tmps1;
     count_parts(b, &parts1, &tmps1);
     char msg[256];
@@ -197,13 +198,14 @@ static void scenario_resume(void) {
             break;
         }
     }
-    rc = run(2, "kill:rank=0:chunk_tmp=*", (const char *[]){ "--dir", b, NULL }, 300);
+    rc = run(2, "kill:rank=0:chunk_tmp=*,sleep:chunk=*:ms=100",
+             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", NULL }, 300);
     int parts2, tmps2;
     count_parts(b, &parts2, &tmps2);
     snprintf(msg, sizeof msg, "np=2 run killed between write and rename fails (rc %d), %d parts, %d *.tmp", rc, parts2, tmps2);
     check_true(msg, rc != 0 && parts2 >= parts1 && parts2 < NCHUNKS && tmps2 >= 1);
 
-    rc = run(4, NULL, (const char *[]){ "--dir", b, "--merge", "--stats", stats, NULL }, 300);
+    rc = run(4, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--merge", "--stats", stats, NULL }, 300);
     long long st[4] = { -1, -1, -1, -1 };
     int have = read_stats(stats, st) == 0;
     snprintf(msg, sizeof msg, "rerun at np=4 completes only the missing chunks (found %lld, processed %lld, complete %lld)",
@@ -226,11 +228,11 @@ static void scenario_resume(void) {
         check_true(msg, files_equal(p1, p2));
     }
 
-    rc = run(2, NULL, (const char *[]){ "--dir", b, "--stats", stats, NULL }, 300);
+    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--stats", stats, NULL }, 300);
     have = read_stats(stats, st) == 0;
     check_true("a rerun of a complete directory processes nothing", rc == 0 && have && st[0] == NCHUNKS && st[1] == 0);
 
-    rc = run(2, NULL, (const char *[]){ "--dir", b, "--chunk", "40", NULL }, 300);
+    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "40", NULL }, 300);
     check_true("other settings on the same directory are refused with a clear message",
                rc != 0 && log_contains("use a new output directory"));
     printf("resume scenario: np=1 uninterrupted run took %.1f s\n", t_full);
