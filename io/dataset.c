@@ -120,7 +120,7 @@ const char *ag_dataset_text(const ag_dataset *ds, int64_t i, size_t *len) {
 }
 
 const int32_t *ag_dataset_tokens(const ag_dataset *ds, int64_t i, int *n) {
-    if (!ds->tok_off || i < 0 || i >= ds->n_sentences) { if (n) *n = 0; return NULL; }
+    if (!ds->tok_off || i < 0 || i >= ds->n_tokenized) { if (n) *n = 0; return NULL; }
     if (n) *n = (int)(ds->tok_off[i + 1] - ds->tok_off[i]);
     return ds->tok + ds->tok_off[i];
 }
@@ -188,6 +188,7 @@ void ag_dataset_set_tokens(ag_dataset *ds, int64_t *off, int32_t *ids) {
     free(ds->tok);
     ds->tok_off = off;
     ds->tok = ids;
+    ds->n_tokenized = off ? ds->n_sentences : 0;
 }
 
 /* ---- attributes ---------------------------------------------------------------------- */
@@ -292,10 +293,10 @@ int ag_dataset_subset(const ag_dataset *src, const int64_t *pairs, int64_t n, ag
             int64_t id = append_sentence(dst, t, len);
             if (id < 0) goto fail;
             map[ab[s]] = (int32_t)id;
-            if (src->tok_off) ntok += src->tok_off[ab[s] + 1] - src->tok_off[ab[s]];
+            if (src->tok_off && ab[s] < src->n_tokenized) ntok += src->tok_off[ab[s] + 1] - src->tok_off[ab[s]];
         }
     }
-    if (src->tok_off) {
+    if (src->tok_off && src->n_tokenized == src->n_sentences) {
         dst->tok_off = malloc(sizeof *dst->tok_off * (size_t)(dst->n_sentences + 1));
         dst->tok = malloc(sizeof *dst->tok * (size_t)(ntok ? ntok : 1));
         if (!dst->tok_off || !dst->tok) { ag_err("out of memory"); goto fail; }
@@ -313,6 +314,7 @@ int ag_dataset_subset(const ag_dataset *src, const int64_t *pairs, int64_t n, ag
             o += nt;
         }
         dst->tok_off[dst->n_sentences] = o;
+        dst->n_tokenized = dst->n_sentences;
         free(inv);
     }
     for (int64_t k = 0; k < n; k++) {
@@ -431,7 +433,9 @@ static int fsync_path(const char *path, int dir) {
 /* ---- write ------------------------------------------------------------------------------ */
 
 static int validate_for_write(const ag_dataset *ds) {
-    if (!ds->tok_off || !ds->tok) return ag_err("the dataset has no word pieces (tokenise before writing)");
+    if (!ds->tok_off || !ds->tok || ds->n_tokenized != ds->n_sentences)
+        return ag_err("%lld of %lld sentences have word pieces (tokenise all before writing)",
+                      (long long)(ds->tok_off ? ds->n_tokenized : 0), (long long)ds->n_sentences);
     if (ds->n_sentences > 0 && !ds->text) return ag_err("the dataset has no texts");
     if (ds->tok_off[0] != 0) return ag_err("token_offsets[0] is %lld (expected 0)", (long long)ds->tok_off[0]);
     for (int64_t i = 0; i < ds->n_sentences; i++)
@@ -447,10 +451,15 @@ static int validate_for_write(const ag_dataset *ds) {
     return 0;
 }
 
+static int cmp_attr(const void *x, const void *y) {
+    return strcmp((*(const ag_attr *const *)x)->name, (*(const ag_attr *const *)y)->name);
+}
+
 static int write_body(const ag_dataset *ds, hid_t f) {
     int rc = -1;
     hid_t gcpl = -1, dcpl = -1, gs = -1, gp = -1, st = -1, root = -1;
     char **ptrs = NULL;
+    const ag_attr **order = NULL;
     /* no modification times in object headers: equal content gives equal bytes */
     gcpl = H5Pcreate(H5P_GROUP_CREATE);
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -466,8 +475,13 @@ static int write_body(const ag_dataset *ds, hid_t f) {
                      "argent dataset: unique sentences with their WordPiece ids (sentences/), and pairs of "
                      "sentence ids with labels (pairs/); see argent docs/formats.md"))
         goto out;
+    /* in name order, the order a reader meets them in: read + write keeps the bytes */
+    order = malloc(sizeof *order * (size_t)(ds->nattr ? ds->nattr : 1));
+    if (!order) { ag_err("out of memory"); goto out; }
+    for (int k = 0; k < ds->nattr; k++) order[k] = &ds->attr[k];
+    qsort(order, (size_t)ds->nattr, sizeof *order, cmp_attr);
     for (int k = 0; k < ds->nattr; k++) {
-        const ag_attr *a = &ds->attr[k];
+        const ag_attr *a = order[k];
         int e = 0;
         if (a->kind == AG_ATTR_STR) e = put_attr_str(root, a->name, a->s);
         else if (a->kind == AG_ATTR_INT) e = put_attr_i64(root, a->name, a->i);
@@ -510,6 +524,7 @@ static int write_body(const ag_dataset *ds, hid_t f) {
     rc = 0;
 out:
     free(ptrs);
+    free(order);
     h5close(&st, H5Tclose);
     h5close(&gp, H5Gclose);
     h5close(&gs, H5Gclose);
@@ -783,6 +798,7 @@ static int read_body(hid_t f, const char *path, ag_dataset *ds) {
             return ag_err("%s: /sentences/token_offsets decreases at %lld (expected non-decreasing offsets)", path, (long long)i);
     if (get_1d(f, path, "sentences/tokens", H5T_INTEGER, H5T_NATIVE_INT32, 4, ds->tok_off[S], &n, (void **)&ds->tok))
         return -1;
+    ds->n_tokenized = S;
     for (int64_t i = 0; i < n; i++)
         if (ds->tok[i] < 0) return ag_err("%s: /sentences/tokens[%lld] = %d (expected an id >= 0)", path, (long long)i, ds->tok[i]);
 

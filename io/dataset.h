@@ -48,8 +48,9 @@ typedef struct {
     int64_t n_sentences;            /* S */
     char *text;                     /* arena: sentence i is text + text_off[i], NUL-terminated */
     int64_t *text_off;              /* [S+1]; length of i = text_off[i+1] - text_off[i] - 1 */
-    int64_t *tok_off;               /* [S+1]; NULL until the sentences are tokenised */
-    int32_t *tok;                   /* [tok_off[S]] */
+    int64_t *tok_off;               /* [n_tokenized+1]; NULL until the sentences are tokenised */
+    int32_t *tok;                   /* [tok_off[n_tokenized]] */
+    int64_t n_tokenized;            /* sentences [0, n_tokenized) have pieces (S after read/set) */
     /* pairs */
     int64_t n_pairs;                /* P */
     int32_t *a, *b;                 /* [P] sentence ids */
@@ -71,7 +72,8 @@ typedef struct {
 void ag_dataset_init(ag_dataset *ds);
 void ag_dataset_free(ag_dataset *ds);
 
-/* Sentence text and length; its word pieces (NULL, *n = 0 when untokenised). */
+/* Sentence text and length; its word pieces (NULL, *n = 0 when untokenised, for example
+ * a sentence interned after the tokens were set). */
 const char *ag_dataset_text(const ag_dataset *ds, int64_t i, size_t *len);
 const int32_t *ag_dataset_tokens(const ag_dataset *ds, int64_t i, int *n);
 
@@ -79,7 +81,7 @@ const int32_t *ag_dataset_tokens(const ag_dataset *ds, int64_t i, int *n);
  * Returns the id, or -1 with ag_err (out of memory, more than INT32_MAX sentences). */
 int64_t ag_dataset_intern(ag_dataset *ds, const char *text, size_t len);
 int ag_dataset_add_pair(ag_dataset *ds, int32_t a, int32_t b, float label, int64_t line);
-/* Take ownership of tokens for all sentences: off [S+1], ids [off[S]]. */
+/* Take ownership of the pieces of all S current sentences: off [S+1], ids [off[S]]. */
 void ag_dataset_set_tokens(ag_dataset *ds, int64_t *off, int32_t *ids);
 
 /* Provenance attributes (replacing one of the same name). -1 on OOM or a reserved name. */

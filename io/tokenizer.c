@@ -807,7 +807,7 @@ int ag_tok_build_single(const ag_tokenizer *tk, const int32_t *a, int na, int ma
     int ka = na < max_len - 2 ? na : max_len - 2;
     int t = 0;
     ids[t++] = tk->special[SP_CLS];
-    memcpy(ids + t, a, (size_t)ka * sizeof *a);
+    if (ka) memcpy(ids + t, a, (size_t)ka * sizeof *a); /* a may be NULL when empty */
     t += ka;
     ids[t++] = tk->special[SP_SEP];
     if (types) memset(types, 0, (size_t)t * sizeof *types);
@@ -837,7 +837,7 @@ static void keep_lengths(int na, int nb, int room, ag_trunc_style style, int *ka
     if (s > room) kl = s;
     else kl = s > room - s ? s : room - s;
     ks = s;
-    if (ks + kl > room) { ks = room / 2; kl = ks + room % 2; }
+    if (ks + kl > room) { kl = room / 2; ks = kl + room % 2; }
     if (swap) { *ka = kl; *kb = ks; } else { *ka = ks; *kb = kl; }
     if (*ka > na) *ka = na;
     if (*kb > nb) *kb = nb;
@@ -851,11 +851,11 @@ int ag_tok_build_pair_style(const ag_tokenizer *tk, const int32_t *a, int na, co
     keep_lengths(na, nb, max_len - 3, style, &ka, &kb);
     int t = 0;
     ids[t++] = tk->special[SP_CLS];
-    memcpy(ids + t, a, (size_t)ka * sizeof *a);
+    if (ka) memcpy(ids + t, a, (size_t)ka * sizeof *a);
     t += ka;
     ids[t++] = tk->special[SP_SEP];
     int ta = t;
-    memcpy(ids + t, b, (size_t)kb * sizeof *b);
+    if (kb) memcpy(ids + t, b, (size_t)kb * sizeof *b);
     t += kb;
     ids[t++] = tk->special[SP_SEP];
     if (types) {

@@ -279,9 +279,8 @@ static int read_input(const prep_cfg *c, ag_dataset *ds, prep_stats *st) {
             if (only_space(row.field[il], row.len[il])) {
                 if (c->empty_label == EMPTY_SKIP) { st->rows_empty_label++; continue; }
                 if (c->empty_label == EMPTY_ERROR) {
-                    ag_err("%s:%lld: empty label in column %s (expected a %s; --empty-label skip|nan accepts "
-                           "rows without one)", path, (long long)row.line, c->col_label,
-                           c->label.kind == AG_LABEL_CLASS ? "class" : "score");
+                    ag_err("%s:%lld: empty label in column %s (expected a %s, or --empty-label skip|nan)", path,
+                           (long long)row.line, c->col_label, c->label.kind == AG_LABEL_CLASS ? "class" : "score");
                     if (bad_row(c, st)) goto out;
                     continue;
                 }
@@ -550,7 +549,7 @@ int ag_prepare_main(int argc, char **argv, MPI_Comm comm) {
                          "sentences and write an HDF5 dataset of sentences and labelled pairs (docs/formats.md).",
                          prepare_opts, argc, argv);
     if (k) {
-        if (k < 0 && rank == 0) fprintf(stderr, "argent prepare: %s\n", ag_errmsg());
+        if (k < 0 && rank == 0) fprintf(stderr, "%s\n", ag_errmsg());   /* names the program already */
         return k > 0 ? AG_EXIT_OK : AG_EXIT_USAGE;
     }
     prep_cfg c;
@@ -569,7 +568,7 @@ int ag_prepare_main(int argc, char **argv, MPI_Comm comm) {
     /* every rank parses the same bytes and so meets the same errors: rank 0 alone reports */
     ag_tokenizer *tk = ag_tokenizer_load(c.vocab, c.lower);
     if (!tk) {
-        ag_err_ctx("--vocab %s", c.vocab);
+        ag_err_ctx("--vocab");
         if (rank == 0) fprintf(stderr, "argent prepare: %s\n", ag_errmsg());
         goto out;
     }

