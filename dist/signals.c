@@ -42,7 +42,7 @@ void ag_signal_clear(void) { g_signal = 0; }
 int ag_stop_requested(void) {
     const ag_comm *c = ag_comm_get();
     int mine = g_signal != 0, any = mine;
-    (void)c;
+    if (c->world != MPI_COMM_NULL) MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->world);
     return any;
 }
 

@@ -101,7 +101,9 @@ static int read_text(const char *path, char **out, size_t *len) {
 
 static json_t *load_json(const char *path) {
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    /* Integers as reals: Hugging Face writes "no limit" as 1000000000000000019884624838656,
+     * which overflows jansson's integers. get_int accepts integral reals. */
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
     if (!j) ag_err("%s: invalid JSON at line %d column %d: %s", path, je.line, je.column, je.text);
     return j;
 }

@@ -3,7 +3,12 @@
  * over the UTF-8 bytes with an ASCII fast path, a hash table for the vocab and no
  * allocation per word. Unicode data (categories, NFD, simple lower-case) comes from
  * utf8proc; the few rules Python's str.lower() adds on top (U+0130, final sigma) and the
- * Cased / Case_Ignorable properties it needs are written out here. */
+ * Cased / Case_Ignorable properties it needs are written out here.
+ *
+ * The Python tokenizer NFC-normalises the cleaned text before lower-casing; with accent
+ * stripping the NFD that follows undoes it, so the uncased pass skips it (the unicode test
+ * checks every decomposable code point in both forms). The cased pass cannot, see
+ * run_piece_cased. */
 #include "io/tokenizer.h"
 
 #include <stdio.h>
@@ -837,7 +842,7 @@ static void keep_lengths(int na, int nb, int room, ag_trunc_style style, int *ka
     if (s > room) kl = s;
     else kl = s > room - s ? s : room - s;
     ks = s;
-    if (ks + kl > room) { kl = room / 2; ks = kl + room % 2; }
+    if (ks + kl > room) { ks = room / 2; kl = ks + room % 2; }
     if (swap) { *ka = kl; *kb = ks; } else { *ka = ks; *kb = kl; }
     if (*ka > na) *ka = na;
     if (*kb > nb) *kb = nb;

@@ -160,6 +160,7 @@ int ag_emb_forward(const ag_ops *ops, const ag_params *p, const ag_emb_weights *
                    int C, float eps, const int64_t *sample_idx, uint64_t seed, uint32_t site,
                    float p_drop) {
     size_t N = (size_t)B * T;
+    if (p_drop > 0.0f && !sample_idx) return ag_err("bert embeddings: dropout %g needs sample indices", (double)p_drop);
     if (N > a->cap) {
         a->cap = 0;
         if (GROW(ops, a->sum, N * C, "embedding activations") || GROW(ops, a->out, N * C, "embedding activations") ||
@@ -227,6 +228,8 @@ int ag_attn_forward(const ag_ops *ops, const ag_params *p, const ag_attn_weights
                     float p_att, float p_hid) {
     size_t N = (size_t)B * Tq, M = (size_t)B * Tk, A = (size_t)B * H * Tq * Tk;
     if (causal && Tq != Tk) return ag_err("bert: causal attention needs Tq == Tk, got %d and %d", Tq, Tk);
+    if ((p_att > 0.0f || p_hid > 0.0f) && !sample_idx)
+        return ag_err("bert attention: dropout needs sample indices");
     if (N > a->cap_q) {
         a->cap_q = 0;
         if (GROW(ops, a->q, N * C, "attention activations") || GROW(ops, a->ctx, N * C, "attention activations") ||
@@ -333,6 +336,7 @@ int ag_ffn_forward(const ag_ops *ops, const ag_params *p, const ag_ffn_weights *
                    ag_ffn_acts *a, const float *x, int B, int T, int C, int inter, float eps,
                    const int64_t *sample_idx, uint64_t seed, uint32_t site, float p_hid) {
     size_t N = (size_t)B * T;
+    if (p_hid > 0.0f && !sample_idx) return ag_err("bert FFN: dropout %g needs sample indices", (double)p_hid);
     if (N > a->cap_tok) {
         a->cap_tok = 0;
         if (GROW(ops, a->pre, N * inter, "FFN activations") || GROW(ops, a->act, N * inter, "FFN activations") ||
@@ -519,7 +523,8 @@ int ag_bert_forward(ag_bert *m, const ag_params *p, const ag_bert_batch *in, int
     free(hmask);
     free(hsamp);
     const int32_t *types = in->types ? m->d_types : NULL;
-    m->B = B; m->T = T; m->pooled_valid = 0; m->has_types = in->types != NULL;
+    /* B stays 0 until the forward completes, so a backward after a failed one is refused. */
+    m->B = 0; m->T = T; m->pooled_valid = 0; m->has_types = in->types != NULL;
 
     float ph = training ? c->hidden_dropout_prob : 0.0f;
     float pa = training ? c->attention_probs_dropout_prob : 0.0f;
@@ -545,6 +550,7 @@ int ag_bert_forward(ag_bert *m, const ag_params *p, const ag_bert_batch *in, int
         ops->tanh_forward(m->pooled, m->pooled, (size_t)B * C);
         m->pooled_valid = 1;
     }
+    m->B = B;
     return 0;
 }
 

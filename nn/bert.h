@@ -20,7 +20,7 @@
  *   ag_bert m; ag_params p; ag_params_init(&p);
  *   ag_bert_register(&m, &cfg, &p, "", 0);   ag_params_alloc(&p);
  *   ag_bert_init_weights(&m, &p, seed);  (or load a checkpoint by name)
- *   ag_bert_forward(&m, &p, &in, training, seed);   h = ag_bert_hidden(&m);   [B,T,C]
+ *   ag_bert_forward(&m, &p, &in, training, seed, 0);   h = ag_bert_hidden(&m);  [B,T,C]
  *   ... loss -> dh [B,T,C] ...
  *   ag_bert_backward(&m, &p, dh, NULL);                  (grads now in p.grad)
  *   ag_bert_free(&m);
@@ -128,20 +128,21 @@ typedef struct {
     float p_att, p_hid;
 } ag_attn_acts;
 
-
 int ag_attn_register(ag_attn_weights *w, int C, ag_params *p, const char *prefix);
 /* x_q [B,Tq,C], x_kv [B,Tk,C] (pass x_q for self-attention). key_mask [B,Tk] float backend
  * pointer (NULL: no padding). causal: decoder self-attention. Sites: `site` for the
- * attention-probs dropout, site + 1 for the output dropout. Output in a->out. The inputs
- * must stay unchanged until backward. */
+ * attention-probs dropout, site + 1 for the output dropout (sample_idx is required when
+ * either probability is > 0). Output in a->out. The inputs must stay unchanged until
+ * backward. */
 int ag_attn_forward(const ag_ops *ops, const ag_params *p, const ag_attn_weights *w,
                     ag_attn_acts *a, const float *x_q, const float *x_kv,
                     const float *key_mask, int causal, int B, int Tq, int Tk, int C, int H,
                     float eps, const int64_t *sample_idx, uint64_t seed, uint32_t site,
                     float p_att, float p_hid);
-/* dout [B,Tq,C] (not modified). dx_q [B,Tq,C] += ..., dx_kv [B,Tk,C] += ... (for
- * self-attention pass the same buffer twice; dx_kv may be NULL for a memory that needs no
- * gradient). ws must hold B*max(Tq,Tk)*C, B*H*Tq*Tk (ag_block_ws_reserve). */
+/* dout [B,Tq,C] (not modified; must not alias dx_q/dx_kv). dx_q [B,Tq,C] += ...,
+ * dx_kv [B,Tk,C] += ... (for self-attention pass the same buffer twice; dx_kv may be NULL
+ * for a memory that needs no gradient). ws must hold B*max(Tq,Tk)*C and B*H*Tq*Tk
+ * (ag_block_ws_reserve). */
 int ag_attn_backward(const ag_ops *ops, ag_params *p, const ag_attn_weights *w,
                      const ag_attn_acts *a, ag_block_ws *ws, const float *dout,
                      float *dx_q, float *dx_kv, int C, int H);
@@ -168,16 +169,17 @@ typedef struct {
 } ag_ffn_acts;
 
 int ag_ffn_register(ag_ffn_weights *w, int C, int inter, ag_params *p, const char *prefix);
-/* x [B,T,C] -> a->out. Dropout site `site`. */
+/* x [B,T,C] -> a->out (x must stay unchanged until backward). Dropout site `site`
+ * (sample_idx required when p_hid > 0). */
 int ag_ffn_forward(const ag_ops *ops, const ag_params *p, const ag_ffn_weights *w,
                    ag_ffn_acts *a, const float *x, int B, int T, int C, int inter, float eps,
                    const int64_t *sample_idx, uint64_t seed, uint32_t site, float p_hid);
-/* dx [B,T,C] += ...; ws must hold B*T*C and B*T*I. */
+/* dout [B,T,C] (not modified, must not alias dx); dx [B,T,C] += ...;
+ * ws must hold B*T*C and B*T*I. */
 int ag_ffn_backward(const ag_ops *ops, ag_params *p, const ag_ffn_weights *w,
                     const ag_ffn_acts *a, ag_block_ws *ws, const float *dout, float *dx,
                     int C, int inter);
 void ag_ffn_acts_free(const ag_ops *ops, ag_ffn_acts *a);
-
 
 /* ------------------------------------------------------------------------------------
  * The encoder. */
@@ -231,13 +233,14 @@ int ag_bert_register(ag_bert *m, const ag_bert_config *cfg, ag_params *p, const 
  * pad_token_id row of the word embeddings zero, biases 0, LayerNorm weight 1 / bias 0. Host data. */
 void ag_bert_init_weights(const ag_bert *m, ag_params *p, uint64_t seed);
 /* Forward over one batch. training != 0 applies dropout with the config's probabilities
- * (keyed on seed and sample indices); 0 is eval (no dropout). want_pooled computes the
+ * (keyed on seed and sample indices; sites AG_SITE_ENCODER + 16*slot + k as in ops.h:
+ * slot 0 embeddings, slot l+1 layer l); 0 is eval (no dropout). want_pooled computes the
  * pooler output too (needs with_pooler). Validates ids, types, mask values and T. */
 int ag_bert_forward(ag_bert *m, const ag_params *p, const ag_bert_batch *in, int training,
                     uint64_t seed, int want_pooled);
 /* Last hidden states [B,T,C] of the last forward (backend pointer, valid until the next
  * forward), the pooler output [B,C] (NULL if not computed), the float key mask [B,T]
- * (1 real, 0 padding) as a backend pointer, and the shape. */
+ * (1 real, 0 padding) as a backend pointer. The shape is m->B, m->T. */
 const float *ag_bert_hidden(const ag_bert *m);
 const float *ag_bert_pooled(const ag_bert *m);
 const float *ag_bert_mask(const ag_bert *m);

@@ -83,6 +83,7 @@ ag_array_args() {
                "min $min, max $max, step $step, $count tasks"
         return 1
     fi
+    # shellcheck disable=SC2034  # read by the sbatch script that sources this file
     AG_ARRAY_ARGS=(--array-task "$((SLURM_ARRAY_TASK_ID - min))" --array-count "$count")
 }
 
@@ -102,7 +103,7 @@ ag_slurm_run() {
     ag_log "stage '$stage': job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ (array task $SLURM_ARRAY_TASK_ID)}," \
            "restart ${SLURM_RESTART_COUNT:-0}, nodes ${SLURM_JOB_NUM_NODES:-?} (${SLURM_JOB_NODELIST:-?})," \
            "tasks ${SLURM_NTASKS:-?}, cpus/task ${SLURM_CPUS_PER_TASK:-?}, gpus ${SLURM_GPUS_ON_NODE:-0}/node"
-    ag_log "run: srun --mpi=pmix ${ARGENT_SRUN_ARGS:-} $prog $stage $*"
+    ag_log "run: srun --mpi=pmix ${ARGENT_SRUN_ARGS:+$ARGENT_SRUN_ARGS }$prog $stage$(printf ' %q' "$@")"
     # shellcheck disable=SC2086  # ARGENT_SRUN_ARGS is a word list on purpose
     srun --mpi=pmix ${ARGENT_SRUN_ARGS:-} $prog "$stage" "$@" &
     AG_PID=$!

@@ -1,6 +1,7 @@
 /* The CUDA backend's state and glue: device discovery and initialisation, the record of
  * the first failure inside an op (ops return nothing, see nn/ops.h), grow-only scratch,
  * the memory ops of the table, and the row-major cuBLAS matrix product everything uses. */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,13 +59,33 @@ int ag_cuda_check(void) {
 
 /* ---------------------------------------------------------------- devices */
 
+/* cudaGetDeviceCount failed. The runtime says "driver version is insufficient" both when
+ * the driver is old and when there is none at all; tell the two apart. */
+static void describe_no_driver(char *buf, size_t n, cudaError_t e) {
+    int drv = 0, rt = 0;
+    cudaRuntimeGetVersion(&rt);
+    void *lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(buf, n, "no NVIDIA driver on this machine (libcuda.so.1 cannot be loaded; %s)",
+                 cudaGetErrorName(e));
+        return;
+    }
+    dlclose(lib);
+    if (e == cudaErrorInsufficientDriver && cudaDriverGetVersion(&drv) == cudaSuccess && drv > 0)
+        snprintf(buf, n, "the NVIDIA driver supports CUDA %d.%d, older than the CUDA %d.%d runtime "
+                 "this build uses (%s)", drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10,
+                 cudaGetErrorName(e));
+    else
+        snprintf(buf, n, "no usable CUDA driver or device: %s (%s)", cudaGetErrorString(e),
+                 cudaGetErrorName(e));
+}
+
 int ag_cuda_available(char *why, size_t n) {
     char buf[512];
     int count = 0, ok = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-        snprintf(buf, sizeof buf, "no usable CUDA driver or device: %s (%s)", cudaGetErrorString(e),
-                 cudaGetErrorName(e));
+        describe_no_driver(buf, sizeof buf, e);
         cudaGetLastError();  /* not sticky: leave nothing for a later check to trip over */
     } else if (count == 0) {
         const char *vis = getenv("CUDA_VISIBLE_DEVICES");

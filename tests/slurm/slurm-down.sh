@@ -24,8 +24,9 @@ export SLURM_CONF=$conf
 ours() {
   local pid=$1
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$conf" && return 0
-  tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$conf"
+  # (A zombie has an empty cmdline and no environ: never ours, it is already dead.)
+  tr '\0' '\n' 2>/dev/null < "/proc/$pid/cmdline" | grep -qxF "$conf" && return 0
+  tr '\0' '\n' 2>/dev/null < "/proc/$pid/environ" | grep -qxF "SLURM_CONF=$conf"
 }
 daemon_pids() {
   local f pid
@@ -71,7 +72,7 @@ for p in /proc/[0-9]*; do
   case "$ancestors" in *" $p "*) continue ;; esac
   ours "$p" || continue
   if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = slurmstepd ] ||
-     tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -q '^SLURM_JOB_ID='; then
+     tr '\0' '\n' 2>/dev/null < "/proc/$p/environ" | grep -q '^SLURM_JOB_ID='; then
     kill -KILL "$p" 2>/dev/null
   fi
 done

@@ -1,0 +1,63 @@
+# CUDA backend tests (nn/cuda/, tests/gpu/).
+#   test_cuda_philox    the device copy of the dropout RNG equals nn/rng.c (plain C, any machine)
+#   test_cuda_select    backend choice; without a GPU: clear messages, no crash (argent_cuda)
+#   test_cuda_ops       every op and a BERT step against the CPU oracle on a real GPU; skips
+#                       (exit 77, "SKIPPED: no CUDA device (...)") without one
+#   test_cuda_ops_emu   the same test with the backend's kernels compiled for the CPU
+#                       emulator (tests/gpu/emu): kernel logic, launch limits, index math
+#                       and the cuBLAS argument mapping, checked on machines without a GPU
+# tests/gpu/run.sh runs them on a GPU machine, plus the benchmark.
+argent_test(test_cuda_philox gpu/test_cuda_philox.c LIBS argent_nn)
+
+if(TARGET argent_cuda)
+  argent_test(test_cuda_select gpu/test_cuda_select.c LIBS argent_cuda)
+  argent_test(test_cuda_ops gpu/test_cuda_ops.c LIBS argent_cuda)
+  set_tests_properties(test_cuda_ops PROPERTIES TIMEOUT 600)
+
+  find_package(Python3 COMPONENTS Interpreter)
+  find_package(CUDAToolkit)
+  find_package(Threads)
+  include(CheckLanguage)
+  check_language(CXX)
+  if(Python3_Interpreter_FOUND AND CUDAToolkit_FOUND AND Threads_FOUND AND CMAKE_CXX_COMPILER)
+    enable_language(CXX)
+    set(_emu_dir ${CMAKE_CURRENT_BINARY_DIR}/cuda-emu)
+    # The rewritten kernels.cuh sits at cuda-emu/nn/cuda/: the rewritten sources' own
+    # directory is searched first, so their #include "nn/cuda/kernels.cuh" finds it.
+    add_custom_command(
+      OUTPUT ${_emu_dir}/nn/cuda/kernels.cuh
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${_emu_dir}/nn/cuda
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/emu_rewrite.py
+              ${CMAKE_SOURCE_DIR}/nn/cuda/kernels.cuh ${_emu_dir}/nn/cuda/kernels.cuh
+      DEPENDS ${CMAKE_SOURCE_DIR}/nn/cuda/kernels.cuh ${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/emu_rewrite.py
+      COMMENT "CUDA emulator: rewriting nn/cuda/kernels.cuh")
+    set(_emu_src)
+    foreach(_cu elementwise layernorm embedding attention)
+      add_custom_command(
+        OUTPUT ${_emu_dir}/${_cu}.cc
+        COMMAND ${CMAKE_COMMAND} -E make_directory ${_emu_dir}
+        COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/emu_rewrite.py
+                ${CMAKE_SOURCE_DIR}/nn/cuda/${_cu}.cu ${_emu_dir}/${_cu}.cc
+                ${CMAKE_SOURCE_DIR}/nn/cuda/kernels.cuh
+        DEPENDS ${CMAKE_SOURCE_DIR}/nn/cuda/${_cu}.cu ${_emu_dir}/nn/cuda/kernels.cuh
+                ${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/emu_rewrite.py
+        COMMENT "CUDA emulator: rewriting nn/cuda/${_cu}.cu")
+      list(APPEND _emu_src ${_emu_dir}/${_cu}.cc)
+    endforeach()
+    set(_emu_glue)
+    foreach(_c backend linear params select table)
+      list(APPEND _emu_glue ${CMAKE_SOURCE_DIR}/nn/cuda/${_c}.c)
+    endforeach()
+    argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c ${_emu_glue} ${_emu_src} gpu/emu/cuda_emu.cc
+                LIBS argent_nn Threads::Threads ARGS --quick)
+    target_include_directories(test_cuda_ops_emu PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+    target_compile_definitions(test_cuda_ops_emu PRIVATE ARGENT_HAVE_CUDA=1 AG_CUDA_ARCHS="emulator")
+    set_target_properties(test_cuda_ops_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
+                          LINKER_LANGUAGE CXX)
+    set_source_files_properties(${_emu_src} PROPERTIES
+      COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/cuda_emu.h;-Wno-unknown-pragmas")
+    set_tests_properties(test_cuda_ops_emu PROPERTIES TIMEOUT 900)
+  else()
+    message(STATUS "argent: CUDA emulator test off (needs python3, the CUDA headers, threads and a C++ compiler)")
+  endif()
+endif()
