@@ -221,6 +221,15 @@ typedef struct {
     float *d_h[2];                  /* [B,T,C] ping-pong hidden-state gradients */
     size_t cap_dh;
     float *d_cls;                   /* [B,C] */
+    /* Backward hook (NULL: none; ag_bert_register clears it). ag_bert_backward calls it as
+     * soon as a block's parameter gradients are final for this backward pass, with the range
+     * [first, last] of params-table indices the block registered: the pooler first, then per
+     * layer from the last one its FFN tensors and its attention tensors, the embeddings
+     * last. A training engine starts the allreduce of those gradients there and lets
+     * reductions in flight progress (jobs/engine.h). A non-zero return stops the backward,
+     * which then returns -1 with the hook's message. */
+    int (*grad_hook)(void *ctx, int first, int last);
+    void *grad_hook_ctx;
 } ag_bert;
 
 /* Registers every tensor under its Hugging Face name with `prefix` ("" for a

@@ -22,7 +22,8 @@ int ag_err_ctx(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(msg, sizeof msg, "%s: %s", pre, old);
+    /* Bounded precisions: the joined message always fits (no silent truncation warning). */
+    snprintf(msg, sizeof msg, "%.1000s: %.1000s", pre, old);
     return -1;
 }
 

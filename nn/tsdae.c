@@ -224,7 +224,8 @@ int ag_tsdae_forward(ag_tsdae *d, ag_bert *enc, const ag_params *p, const ag_ber
     int L = c->num_hidden_layers, C = c->hidden_size, H = c->num_attention_heads;
     int V = c->vocab_size, inter = c->intermediate_size;
     d->valid = 0;
-    if (d->out_b < 0) return ag_err("tsdae: decoder not registered (call ag_tsdae_register)");
+    if (!d->ops || d->out_b < 0 || (L > 0 && !d->layer))
+        return ag_err("tsdae: decoder not registered (call ag_tsdae_register)");
     if (!enc || !p || !noisy || !loss) return ag_err("tsdae: forward needs the encoder, the parameters, the noisy batch and a loss pointer");
     if (!p->data) return ag_err("tsdae: parameters not allocated (call ag_params_alloc)");
     if (memcmp(&enc->emb, &d->emb, sizeof d->emb) != 0 || enc->cfg.num_hidden_layers != L)

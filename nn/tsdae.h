@@ -135,7 +135,10 @@ int ag_tsdae_find_hf(const ag_tsdae *d, const ag_bert *enc, const ag_params *p,
  * sentences, padded at the end with the pad id; Tt >= 2, Tt - 1 <= max_position_embeddings,
  * ids in [0, V)), LM head and the loss: *loss = mean cross-entropy over the labels
  * target[:, 1:] that are not label_pad_id. Fails (ag_err) when there is no such label.
- * training != 0 applies dropout in encoder and decoder (keyed on seed and sample indices). */
+ * No target mask is taken: the reference gives the decoder attention_mask=None and ignores
+ * labels by id. training != 0 applies dropout in encoder and decoder (keyed on seed and
+ * sample indices). Memory: the logits and, in backward, their gradient are [B,Tt-1,V]
+ * floats each (B=16, Tt=75, V=30522: 145 MB each). */
 int ag_tsdae_forward(ag_tsdae *d, ag_bert *enc, const ag_params *p, const ag_bert_batch *noisy,
                      const int32_t *target_ids, int Tt, int training, uint64_t seed,
                      double *loss);

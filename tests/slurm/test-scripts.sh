@@ -56,8 +56,8 @@ run() {
 finish_run() { wait "$pid"; rc=$?; }
 # Wait until the program has written its start event (the trap is then in place).
 wait_start() {
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     grep -q '^start' "$1/events" 2>/dev/null && return 0
     sleep 0.1
   done

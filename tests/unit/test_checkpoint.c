@@ -198,6 +198,7 @@ static void test_mismatch(void) {
     /* A float64 dataset where float32 belongs. */
     char p64[700];
     snprintf(p64, sizeof p64, "%s/f64.h5", dir);
+    ag_model_desc_free(&md);
     tiny_desc(&md, 16);
     build(&md, &m, &p);
     ag_train_state ts;

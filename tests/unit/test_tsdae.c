@@ -5,6 +5,7 @@
  * 1e-4 relative. Also: finite differences through the cross-attention, the LM head and the
  * tied embeddings in training mode (dropout on), the gradient scale, independence of
  * padding and of batch composition with dropout on (what data parallelism relies on), the
+ * host staging of the loss for a non-CPU op table, accumulation over two backwards, the
  * Hugging Face name map, init, and the errors for bad input.
  *
  * With --minilm (ctest: test_tsdae_minilm): the same parity at production size, the real
@@ -398,8 +399,7 @@ static void test_names_init_errors(void) {
     double loss = -1;
     ag_bert_batch in = {B, Ts, src_ids, NULL, src_mask, NULL};
     ag_tsdae fresh;
-    memset(&fresh, 0, sizeof fresh);
-    fresh.out_b = -1;
+    memset(&fresh, 0, sizeof fresh);  /* never registered */
     check_true("backward before any forward fails",
                ag_tsdae_backward(&dec, &enc, &p, 1.0f) == -1 && strlen(ag_errmsg()) > 0);
     check_true("forward with an unregistered decoder fails",
