@@ -116,6 +116,8 @@ typedef struct {
     /* distribution */
     ag_ar_config ar;         /* bucket sizes, AG_AR_SUM or AG_AR_EXACT */
     int check_every;         /* parameter checksum every N steps (0: only at the end) */
+    int no_overlap;          /* 1: ignore the backward hook, reduce everything after the
+                                backward (the benchmark's baseline) */
     /* output */
     const char *out_dir;     /* run directory (created by rank 0) */
     int ckpt_every;          /* periodic checkpoints (0: only at stop and at the end) */
@@ -124,6 +126,8 @@ typedef struct {
     int keep_best;           /* 1: model.h5 is the best evaluated model; 0: the last */
     int log_every;           /* plain progress line every N steps (when not on a TTY) */
     int resume;              /* 1 (default): resume from the newest checkpoint in out_dir */
+    int tty;                 /* progress bar: -1 when stderr is a terminal (default), 0 never,
+                                1 always */
     const char *stage;       /* "train-bi", ... for messages and metrics */
 } ag_engine_config;
 
@@ -141,6 +145,10 @@ void ag_engine_config_default(ag_engine_config *cfg);
 int ag_engine_create(ag_engine **out, const ag_engine_config *cfg, const ag_engine_task *task,
                      ag_params *p, int n_model_tensors, const ag_model_desc *md);
 void ag_engine_free(ag_engine *e);
+/* Settings that change what is trained (loss, pooling, data files...), as text: kept in
+ * run.json with the engine's own (batch, steps, seed, lr, ...), and a resume whose
+ * settings differ is refused with a message naming each difference. Call before run. */
+void ag_engine_set_fingerprint(ag_engine *e, const char *text);
 
 /* Run (or resume) the loop to the end. Collective. Returns AG_EXIT_OK (0) when the run is
  * complete and model.h5 written, AG_EXIT_REQUEUE after a checkpoint on a stop signal or
