@@ -374,7 +374,7 @@ int ag_chunks_run(const ag_chunks_config *cfg, MPI_Comm comm, ag_chunks_stats *s
     int64_t *todo = malloc((size_t)(nc - hdr[1] + 1) * sizeof *todo);
     if (todo)
         for (int64_t c = 0; c < nc; c++)
-            todo[ntodo++] = c;
+            if (!done[c]) todo[ntodo++] = c;
     free(done);
 
     MPI_Win win;

@@ -364,7 +364,7 @@ static int read_modules(const char *dir, const char *path, ag_model_desc *md, ch
             if ((rc = path_join(pd, sizeof pd, dir, sub)) || (rc = path_join(pool_cfg, pcap, pd, "config.json"))) goto out;
             have_p = 1;
         } else if (!strcmp(tail, "Normalize") && have_p) {
-            md->normalize = 0;
+            md->normalize = 1;
         } else {
             rc = ag_err("%s: module %zu of type %s is not supported here (argent reads Transformer, then Pooling, "
                         "then an optional Normalize)", path, i, type);

@@ -8,5 +8,10 @@ int ag_cmd_demo(int argc, char **argv);
 int ag_cmd_prepare(int argc, char **argv);   /* jobs/prepare.c */
 int ag_cmd_import(int argc, char **argv);    /* jobs/import.c */
 int ag_cmd_export(int argc, char **argv);    /* jobs/export.c */
+int ag_cmd_train_bi(int argc, char **argv);  /* jobs/train_bi.c */
+int ag_cmd_eval(int argc, char **argv);      /* jobs/eval.c */
+int ag_cmd_encode(int argc, char **argv);    /* jobs/encode.c */
+int ag_cmd_train_cross(int argc, char **argv); /* jobs/train_cross.c */
+int ag_cmd_label(int argc, char **argv);     /* jobs/label.c */
 
 #endif

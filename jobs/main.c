@@ -16,6 +16,11 @@ static const command commands[] = {
     {"prepare", ag_cmd_prepare, "read CSV/TSV/JSONL/line files, tokenise, write an HDF5 dataset"},
     {"import", ag_cmd_import, "Hugging Face / sentence-transformers BERT folder -> argent checkpoint"},
     {"export", ag_cmd_export, "checkpoint -> folder for SentenceTransformer(DIR) or CrossEncoder(DIR)"},
+    {"train-bi", ag_cmd_train_bi, "train a bi-encoder on pair datasets (data-parallel, resumable)"},
+    {"eval", ag_cmd_eval, "evaluate a bi-encoder: STS correlations or binary classification (table, CSV)"},
+    {"encode", ag_cmd_encode, "sentences of a dataset -> embeddings HDF5 (any number of ranks)"},
+    {"train-cross", ag_cmd_train_cross, "fine-tune a cross-encoder on gold pairs (data-parallel, resumable)"},
+    {"label", ag_cmd_label, "silver-label a pair dataset with a cross-encoder (chunked, resumable, any np)"},
 };
 
 static void usage(FILE *f) {

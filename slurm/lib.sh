@@ -5,9 +5,10 @@
 # `scontrol requeue`. See docs/slurm.md.
 #
 # Every sbatch script starts (first command after its #SBATCH block) with
-#   trap 'AG_SIGNAL=USR1' USR1; trap 'AG_SIGNAL=TERM' TERM
+#   AG_SIGNAL='' AG_TERMINATED=''; trap 'AG_SIGNAL=USR1' USR1; trap 'AG_TERMINATED=1' TERM
 # so that a signal arriving while this file is still being found and sourced is remembered
-# rather than killing the script; ag_slurm_run then forwards it as soon as the program runs.
+# rather than killing the script; ag_slurm_run then acts on it instead of starting the
+# program.
 #
 # Environment (all optional):
 #   ARGENT               the argent program (a path or a command on PATH); default: `argent`
@@ -26,21 +27,49 @@
 #    (no checkpoint), so a TERM received here is forwarded as USR1 too. (When Slurm itself
 #    cancels or preempts a job it sends TERM to the tasks directly as well; argent treats
 #    TERM like USR1.)
+#  - Only a USR1 leads to `scontrol requeue`: it is the time-limit warning we asked for
+#    (--signal=B:USR1@N) or a deliberate `scancel --batch --signal=USR1`. A TERM means the
+#    job is being cancelled (`scancel JOBID`) or preempted: the program still checkpoints,
+#    but requeueing would undo a user's cancel, and a partition with PreemptMode=REQUEUE
+#    requeues the job itself.
 
 AG_REQUEUE_CODE=${ARGENT_REQUEUE_CODE:-85}
 AG_PID=""
 
 ag_log() { printf 'argent-slurm [%s] %s\n' "$(date '+%F %T')" "$*"; }
 
-# Signal handler: remember the signal, forward it (as USR1) to the running program.
+# Signal handler: remember the signal (a TERM is never forgotten, whatever comes after
+# it), forward it as USR1 to the running program.
 ag_on_signal() {
     AG_SIGNAL=$1
+    [ "$1" = TERM ] && AG_TERMINATED=1
     if [ -n "$AG_PID" ]; then
         ag_log "received SIG$1: asking the program to checkpoint and stop (SIGUSR1 to srun pid $AG_PID)"
         kill -USR1 "$AG_PID" 2>/dev/null
     else
-        ag_log "received SIG$1 before the program started; it will be forwarded once it runs"
+        AG_UNSENT=1   # between `srun &` and AG_PID=$!: forwarded right after
     fi
+}
+
+# ag_requeue STAGE: put this job back in the queue (it resumes from its checkpoint); exits.
+ag_requeue() {
+    local stage=$1 restarts=${SLURM_RESTART_COUNT:-0} max=${ARGENT_MAX_REQUEUES:-100}
+    if [ -z "${SLURM_JOB_ID:-}" ]; then
+        ag_log "stage '$stage' stopped with a checkpoint; not under Slurm, so not requeued"
+        exit "$AG_REQUEUE_CODE"
+    fi
+    if [ "$restarts" -ge "$max" ]; then
+        ag_log "error: stage '$stage' stopped again after $restarts restarts (ARGENT_MAX_REQUEUES=$max): not requeued"
+        exit "$AG_REQUEUE_CODE"
+    fi
+    ag_log "stage '$stage': requeueing job $SLURM_JOB_ID (restart $((restarts + 1)))"
+    if scontrol requeue "$SLURM_JOB_ID"; then
+        # Slurm now ends this run of the job and queues it again; the exit code below is
+        # only seen if it does not.
+        exit 0
+    fi
+    ag_log "error: 'scontrol requeue $SLURM_JOB_ID' failed; the job ends here (resubmit it to resume from the checkpoint)"
+    exit "$AG_REQUEUE_CODE"
 }
 
 # The argent command to run: $ARGENT, else argent on PATH, else the build tree next to here.
@@ -103,11 +132,26 @@ ag_slurm_run() {
     ag_log "stage '$stage': job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ (array task $SLURM_ARRAY_TASK_ID)}," \
            "restart ${SLURM_RESTART_COUNT:-0}, nodes ${SLURM_JOB_NUM_NODES:-?} (${SLURM_JOB_NODELIST:-?})," \
            "tasks ${SLURM_NTASKS:-?}, cpus/task ${SLURM_CPUS_PER_TASK:-?}, gpus ${SLURM_GPUS_ON_NODE:-0}/node"
+    # A signal that came before the program started (caught by the script's first-line
+    # trap): nothing to checkpoint, so do not start it (srun could not pass the signal on
+    # while it is still launching the tasks).
+    if [ -n "${AG_TERMINATED:-}" ]; then
+        ag_log "SIGTERM before the program started (job cancelled or preempted): not started"
+        exit 143
+    fi
+    if [ -n "${AG_SIGNAL:-}" ]; then
+        ag_log "SIG$AG_SIGNAL before the program started: not started"
+        ag_requeue "$stage"
+    fi
     ag_log "run: srun --mpi=pmix ${ARGENT_SRUN_ARGS:+$ARGENT_SRUN_ARGS }$prog $stage$(printf ' %q' "$@")"
     # shellcheck disable=SC2086  # ARGENT_SRUN_ARGS is a word list on purpose
+    AG_UNSENT=""
     srun --mpi=pmix ${ARGENT_SRUN_ARGS:-} $prog "$stage" "$@" &
     AG_PID=$!
-    [ -n "${AG_SIGNAL:-}" ] && ag_on_signal "$AG_SIGNAL"
+    if [ -n "$AG_UNSENT" ]; then
+        sleep 2   # let srun install its own signal handlers first
+        ag_on_signal "$AG_SIGNAL"
+    fi
     # A trapped signal interrupts `wait` (status > 128) while the program still runs: wait
     # again until it has really exited. Bash keeps a reaped child's status for `wait PID`.
     while :; do
@@ -128,23 +172,13 @@ ag_slurm_run() {
         exit 0
     fi
     if [ "$rc" = "$AG_REQUEUE_CODE" ]; then
-        local restarts=${SLURM_RESTART_COUNT:-0} max=${ARGENT_MAX_REQUEUES:-100}
-        if [ -z "${SLURM_JOB_ID:-}" ]; then
-            ag_log "stage '$stage' checkpointed and stopped (exit $rc); not under Slurm, so not requeued"
+        if false; then
+            ag_log "stage '$stage' checkpointed and stopped (exit $rc) after SIGTERM: the job is being" \
+                   "cancelled or preempted, so it is not requeued here (resubmit to resume)"
             exit "$rc"
         fi
-        if [ "$restarts" -ge "$max" ]; then
-            ag_log "error: stage '$stage' checkpointed again after $restarts restarts (ARGENT_MAX_REQUEUES=$max): not requeued"
-            exit "$rc"
-        fi
-        ag_log "stage '$stage' checkpointed and stopped (exit $rc): requeueing job $SLURM_JOB_ID (restart $((restarts + 1)))"
-        if scontrol requeue "$SLURM_JOB_ID"; then
-            # Slurm now ends this run of the job and queues it again; the exit code below
-            # is only seen if it does not.
-            exit 0
-        fi
-        ag_log "error: 'scontrol requeue $SLURM_JOB_ID' failed; the job ends here (resubmit it to resume from the checkpoint)"
-        exit "$rc"
+        ag_log "stage '$stage' checkpointed and stopped (exit $rc)"
+        ag_requeue "$stage"
     fi
     ag_log "stage '$stage' failed with exit code $rc"
     exit "$rc"

@@ -6,6 +6,7 @@
 #   test_cuda_ops_emu   the same test with the backend's kernels compiled for the CPU
 #                       emulator (tests/gpu/emu): kernel logic, launch limits, index math
 #                       and the cuBLAS argument mapping, checked on machines without a GPU
+#   bench_cuda_step_emu the GPU benchmark program on a tiny batch through the emulator
 # tests/gpu/run.sh runs them on a GPU machine, plus the benchmark.
 argent_test(test_cuda_philox gpu/test_cuda_philox.c LIBS argent_nn)
 
@@ -13,6 +14,9 @@ if(TARGET argent_cuda)
   argent_test(test_cuda_select gpu/test_cuda_select.c LIBS argent_cuda)
   argent_test(test_cuda_ops gpu/test_cuda_ops.c LIBS argent_cuda)
   set_tests_properties(test_cuda_ops PROPERTIES TIMEOUT 600)
+  # The GPU benchmark (run by tests/gpu/run.sh, never as a test): built here so it keeps compiling.
+  add_executable(bench_cuda_step gpu/bench_cuda_step.c)
+  target_link_libraries(bench_cuda_step PRIVATE argent_cuda)
 
   find_package(Python3 COMPONENTS Interpreter)
   find_package(CUDAToolkit)
@@ -48,15 +52,23 @@ if(TARGET argent_cuda)
     foreach(_c backend linear params select table)
       list(APPEND _emu_glue ${CMAKE_SOURCE_DIR}/nn/cuda/${_c}.c)
     endforeach()
-    argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c ${_emu_glue} ${_emu_src} gpu/emu/cuda_emu.cc
-                LIBS argent_nn Threads::Threads ARGS --quick)
-    target_include_directories(test_cuda_ops_emu PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
-    target_compile_definitions(test_cuda_ops_emu PRIVATE ARGENT_HAVE_CUDA=1 AG_CUDA_ARCHS="emulator")
-    set_target_properties(test_cuda_ops_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
-                          LINKER_LANGUAGE CXX)
+    # argent_cuda's sources built for the emulator, which stands in for libcudart/libcublas.
+    add_library(argent_cuda_emu STATIC ${_emu_glue} ${_emu_src} gpu/emu/cuda_emu.cc)
+    target_include_directories(argent_cuda_emu PUBLIC ${CUDAToolkit_INCLUDE_DIRS})
+    target_compile_definitions(argent_cuda_emu PRIVATE ARGENT_HAVE_CUDA=1 AG_CUDA_ARCHS="emulator")
+    set_target_properties(argent_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
     set_source_files_properties(${_emu_src} PROPERTIES
       COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/cuda_emu.h;-Wno-unknown-pragmas")
+    target_link_libraries(argent_cuda_emu PUBLIC argent_nn Threads::Threads)
+
+    argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c LIBS argent_cuda_emu ARGS --quick)
     set_tests_properties(test_cuda_ops_emu PROPERTIES TIMEOUT 900)
+    # The benchmark program end to end on a small batch: it must not fail on the GPU visit.
+    add_executable(bench_cuda_step_emu gpu/bench_cuda_step.c)
+    target_link_libraries(bench_cuda_step_emu PRIVATE argent_cuda_emu)
+    add_test(NAME bench_cuda_step_emu COMMAND bench_cuda_step_emu --model minilm --batch 2 --seq 8
+             --steps 1 --warmup 1 --precision fp32)
+    set_tests_properties(bench_cuda_step_emu PROPERTIES TIMEOUT 600)
   else()
     message(STATUS "argent: CUDA emulator test off (needs python3, the CUDA headers, threads and a C++ compiler)")
   endif()

@@ -6,7 +6,8 @@
  * last hidden state; no pooling, loss or optimiser (bench_torch_step.py times the same
  * step in PyTorch). Each step ends with a device sync; mean and best over the timed steps.
  * Prints one JSON object per line; exit 77 (with the reason) when no GPU is usable.
- * usage: bench_cuda_step [--steps N] [--warmup N] [--batch B] [--seq T] [--model minilm|base|all] */
+ * usage: bench_cuda_step [--steps N] [--warmup N] [--batch B] [--seq T] [--model minilm|base|all]
+ *                        [--precision fp32|tf32|both] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,8 @@ static double step_flops(const ag_bert_config *c, int B, int T) {
     return 3.0 * c->num_hidden_layers * per_layer;
 }
 
-static int bench(const char *label, ag_bert_config cfg, int B, int T, int warmup, int steps) {
+static int bench(const char *label, ag_bert_config cfg, int B, int T, int warmup, int steps,
+                 int tf32_from, int tf32_to) {
     const ag_ops *ops = &ag_ops_cuda;
     ag_bert m;
     ag_params host, dev;
@@ -55,7 +57,7 @@ static int bench(const char *label, ag_bert_config cfg, int B, int T, int warmup
     ops->upload(d_g, g, N * C * sizeof *g);
     ag_bert_batch in = {B, T, ids, NULL, mask, NULL};
     int rc = 0;
-    for (int tf32 = 0; tf32 <= 1 && !rc; tf32++) {
+    for (int tf32 = tf32_from; tf32 <= tf32_to && !rc; tf32++) {
         ag_cuda_set_tf32(tf32);
         double total = 0, best = 1e30;
         size_t free_b = 0, total_b = 0;
@@ -94,17 +96,21 @@ static int bench(const char *label, ag_bert_config cfg, int B, int T, int warmup
 
 int main(int argc, char **argv) {
     int steps = 10, warmup = 3, B = 32, T = 128;
-    const char *model = "all";
+    const char *model = "all", *prec = "both";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--precision")) prec = argv[i + 1];
         else { fprintf(stderr, "bench_cuda_step: unknown option %s\n", argv[i]); return 2; }
     }
-    if (steps < 1 || warmup < 1 || B < 1 || T < 2 || T > 512) {
-        fprintf(stderr, "bench_cuda_step: need steps >= 1, warmup >= 1, batch >= 1, 2 <= seq <= 512\n");
+    if (steps < 1 || warmup < 1 || B < 1 || T < 2 || T > 512 ||
+        (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "both")) ||
+        (strcmp(model, "all") && strcmp(model, "minilm") && strcmp(model, "base"))) {
+        fprintf(stderr, "bench_cuda_step: need steps >= 1, warmup >= 1, batch >= 1, 2 <= seq <= 512, "
+                        "--model minilm|base|all, --precision fp32|tf32|both\n");
         return 2;
     }
     char why[512];
@@ -121,8 +127,9 @@ int main(int argc, char **argv) {
     mini.num_hidden_layers = 6;
     mini.intermediate_size = 1536;
     int all = !strcmp(model, "all");
-    if ((all || !strcmp(model, "minilm")) && bench("minilm-l6", mini, B, T, warmup, steps)) goto fail;
-    if ((all || !strcmp(model, "base")) && bench("bert-base", base, B, T, warmup, steps)) goto fail;
+    int t0 = !strcmp(prec, "tf32"), t1 = strcmp(prec, "fp32") != 0;
+    if ((all || !strcmp(model, "minilm")) && bench("minilm-l6", mini, B, T, warmup, steps, t0, t1)) goto fail;
+    if ((all || !strcmp(model, "base")) && bench("bert-base", base, B, T, warmup, steps, t0, t1)) goto fail;
     ag_cuda_shutdown();
     return 0;
 fail:

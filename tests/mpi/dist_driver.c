@@ -65,6 +65,8 @@ static pid_t spawn(int np, const char *fault, const char *const *args) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
+        /* Own session: on a timeout every process of this job can be found by its session. */
+        setsid();
         FILE *out = fopen(g_log, "a");
         if (out) { dup2(fileno(out), 1); dup2(fileno(out), 2); }
         if (fault) setenv("ARGENT_FAULT", fault, 1); else unsetenv("ARGENT_FAULT");
@@ -75,7 +77,20 @@ static pid_t spawn(int np, const char *fault, const char *const *args) {
     return pid;
 }
 
-/* Wait for pid at most timeout_s seconds (then kill it); exit code, 128+signal, or -1. */
+/* SIGKILL every process left in session sid (ranks that outlived a killed mpirun). */
+static void kill_session(pid_t sid) {
+    DIR *dp = opendir("/proc");
+    if (!dp) return;
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        pid_t p = (pid_t)atoi(de->d_name);
+        if (p > 0 && p != getpid() && getsid(p) == sid) kill(p, SIGKILL);
+    }
+    closedir(dp);
+}
+
+/* Wait for pid at most timeout_s seconds (then end the job: SIGTERM to mpirun, which
+ * stops its ranks, then SIGKILL to whatever is left); exit code, 128+signal, or -1. */
 static int wait_for(pid_t pid, double timeout_s, double *seconds) {
     double t0 = now();
     int status = 0;
@@ -86,7 +101,8 @@ static int wait_for(pid_t pid, double timeout_s, double *seconds) {
         if (now() - t0 > timeout_s) {
             printf("job %d still running after %.0f s: killing it\n", (int)pid, timeout_s);
             kill(pid, SIGTERM);
-            sleep_ms(2000);
+            for (int i = 0; i < 750 && waitpid(pid, &status, WNOHANG) == 0; i++) sleep_ms(20);
+            kill_session(pid);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             if (seconds) *seconds = now() - t0;
@@ -175,12 +191,12 @@ static void scenario_resume(void) {
     mkdir_p(a);
     mkdir_p(b);
     double t0 = now();
-    int rc = run(1, NULL, (const char *[]){ "--dir", a, "--n", "2000", "--chunk", "20", "--fresh", "--merge", NULL }, 300);
+    int rc = run(1, NULL, (const char *[]){ "--dir", a, "--n", "2000", "--chunk", "20", "--fresh", "--merge", NULL }, 120);
     check_true("uninterrupted np=1 run and merge succeed", rc == 0);
     double t_full = now() - t0;
 
     rc = run(3, "kill:rank=1:nchunk=3,sleep:chunk=*:ms=100",
-             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--fresh", NULL }, 300);
+             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--fresh", NULL }, 120);
     int parts1, tmps1;
     count_parts(b, &parts1, &tmps1);
     char msg[256];
@@ -199,13 +215,13 @@ static void scenario_resume(void) {
         }
     }
     rc = run(2, "kill:rank=0:chunk_tmp=*,sleep:chunk=*:ms=100",
-             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", NULL }, 300);
+             (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", NULL }, 120);
     int parts2, tmps2;
     count_parts(b, &parts2, &tmps2);
     snprintf(msg, sizeof msg, "np=2 run killed between write and rename fails (rc %d), %d parts, %d *.tmp", rc, parts2, tmps2);
     check_true(msg, rc != 0 && parts2 >= parts1 && parts2 < NCHUNKS && tmps2 >= 1);
 
-    rc = run(4, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--merge", "--stats", stats, NULL }, 300);
+    rc = run(4, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--merge", "--stats", stats, NULL }, 120);
     long long st[4] = { -1, -1, -1, -1 };
     int have = read_stats(stats, st) == 0;
     snprintf(msg, sizeof msg, "rerun at np=4 completes only the missing chunks (found %lld, processed %lld, complete %lld)",
@@ -228,11 +244,11 @@ static void scenario_resume(void) {
         check_true(msg, files_equal(p1, p2));
     }
 
-    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--stats", stats, NULL }, 300);
+    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "20", "--stats", stats, NULL }, 120);
     have = read_stats(stats, st) == 0;
     check_true("a rerun of a complete directory processes nothing", rc == 0 && have && st[0] == NCHUNKS && st[1] == 0);
 
-    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "40", NULL }, 300);
+    rc = run(2, NULL, (const char *[]){ "--dir", b, "--n", "2000", "--chunk", "40", NULL }, 120);
     check_true("other settings on the same directory are refused with a clear message",
                rc != 0 && log_contains("use a new output directory"));
     printf("resume scenario: np=1 uninterrupted run took %.1f s\n", t_full);

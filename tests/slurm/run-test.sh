@@ -16,10 +16,11 @@
 #              `argent demo` standing in for the stages (demo-stage.sh); both complete and
 #              write their outputs, the second starts after the first ended
 #   depfail    the first stage fails -> its dependents are CANCELLED, not left PENDING
-#   preempt    `scancel --batch --signal=USR1` (and TERM, on a second job) mid-run ->
-#              the program checkpoints and exits 85 -> the script requeues -> the job
-#              restarts with SLURM_RESTART_COUNT=1, resumes from the saved counter and
-#              completes; the output file holds both runs (appended)
+#   preempt    `scancel --batch --signal=USR1` mid-run -> the program checkpoints and
+#              exits 85 -> the script requeues -> the job restarts with
+#              SLURM_RESTART_COUNT=1, resumes from the saved counter and completes; the
+#              output file holds both runs (appended). A plain `scancel` of a second job
+#              (TERM): it checkpoints and stays CANCELLED, not requeued.
 #   array      a 4-task label array (each task gets --array-task i --array-count 4) and its
 #              merge job run to completion
 # Cases that need the real stages (skip until `argent STAGE --help` works):
@@ -195,10 +196,17 @@ case_updown() {
   stale=$("$here/slurm-up.sh" --owner $stale_owner | tail -n1) || return 1
   pids="$(cat "$stale/slurmctld.pid" "$stale/slurmd.pid")"
   kill $stale_owner; wait $stale_owner 2>/dev/null
+  # And one whose directory was deleted under it (its daemons still name their slurm.conf).
+  local gone gone_pids
+  gone=$(up) || return 1
+  gone_pids="$(cat "$gone/slurmctld.pid" "$gone/slurmd.pid")"
+  rm -rf "$gone"
   c=$(up) || return 1
   # shellcheck disable=SC2086
   check "a cluster left behind by a dead run was stopped" none_alive $pids
   check "and its directory removed" test ! -d "$stale"
+  # shellcheck disable=SC2086
+  check "the daemons of a cluster whose directory was deleted were stopped" none_alive $gone_pids
   check "the new cluster is up" idle_at "$c"
   cluster=$c
 }
@@ -245,10 +253,11 @@ case_preempt() {
   export ARGENT=$here/fake-stage.sh
   u=$(sbatch --parsable $small --output="$work/%x-%j.out" --job-name=preempt-usr1 \
       "$src/slurm/argent-train-bi.sbatch" --state "$work/st/u" --steps 60 --step-ms 250) || return 1
-  t=$(sbatch --parsable $small --output="$work/%x-%j.out" --job-name=preempt-term \
+  t=$(sbatch --parsable $small --output="$work/%x-%j.out" --job-name=cancel-term \
       "$src/slurm/argent-tsdae.sbatch" --state "$work/st/t" --steps 60 --step-ms 250) || return 1
   unset ARGENT
-  # Preempt both once they are well into their run.
+  # Once both are well into their run: preempt one (USR1 to the batch script, as Slurm does
+  # before the time limit), cancel the other (scancel: TERM to everything).
   local deadline=$((SECONDS + 60))
   until grep -q start "$work/st/u/events" 2>/dev/null && grep -q start "$work/st/t/events" 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || { say "the jobs did not start"; return 1; }
@@ -256,26 +265,30 @@ case_preempt() {
   done
   sleep 4
   scancel --batch --signal=USR1 "$u"
-  scancel --batch --signal=TERM "$t"
+  scancel "$t"
   wait_jobs 150 "$u" "$t" || return 1
-  local id d sig out
-  for j in "$u:u:USR1:usr1" "$t:t:TERM:term"; do
-    IFS=: read -r id d sig out <<< "$j"
-    d=$work/st/$d
-    out=$work/preempt-$out-$id.out
-    check "SIG$sig: job completed" all_state COMPLETED "$id"
-    check "SIG$sig: restarted once" test "$(job_field "$id" Restarts)" = 1
-    # The script forwards TERM as USR1 too (a TERM to srun would kill the step outright).
-    check "SIG$sig: the batch script got it and forwarded it" grep -q "received SIG$sig: asking the program" "$out"
-    ck=$(sed -n "s/^checkpoint step=\([0-9]*\) signal=USR1 .*restart=0 .*/\1/p" "$d/events")
-    check "SIG$sig: the program checkpointed mid-run (step ${ck:-none} of 60)" test -n "$ck" -a "${ck:-0}" -gt 0 -a "${ck:-60}" -lt 60
-    check "SIG$sig: the rerun saw SLURM_RESTART_COUNT=1 and resumed at the saved step" \
-      grep -q "^start step=$ck .*restart=1 " "$d/events"
-    check "SIG$sig: and finished" grep -q "^done step=60 .*restart=1 " "$d/events"
-    check "SIG$sig: the script requeued the job" grep -q "requeueing job $id (restart 1)" "$out"
-    check "SIG$sig: the output was appended (both runs in one file)" \
-      test "$(grep -c "stage '.*': job $id, restart [01]," "$out")" = 2
-  done
+
+  local d=$work/st/u out=$work/preempt-usr1-$u.out
+  check "USR1: job completed" all_state COMPLETED "$u"
+  check "USR1: restarted once" test "$(job_field "$u" Restarts)" = 1
+  check "USR1: the batch script got it and forwarded it" grep -q "received SIGUSR1: asking the program" "$out"
+  ck=$(sed -n "s/^checkpoint step=\([0-9]*\) signal=USR1 .*restart=0 .*/\1/p" "$d/events")
+  check "USR1: the program checkpointed mid-run (step ${ck:-none} of 60)" test -n "$ck" -a "${ck:-0}" -gt 0 -a "${ck:-60}" -lt 60
+  check "USR1: the rerun saw SLURM_RESTART_COUNT=1 and resumed at the saved step" \
+    grep -q "^start step=$ck .*restart=1 " "$d/events"
+  check "USR1: and finished" grep -q "^done step=60 .*restart=1 " "$d/events"
+  check "USR1: the script requeued the job" grep -q "requeueing job $u (restart 1)" "$out"
+  check "USR1: the output was appended (both runs in one file)" \
+    test "$(grep -c "stage '.*': job $u, restart [01]," "$out")" = 2
+
+  # The cancelled job stays cancelled: checkpointed, not requeued (give a wrong requeue the
+  # time to show: the requeue delay is about 11 s here).
+  d=$work/st/t
+  sleep 14
+  check "scancel: the job stays CANCELLED" all_state CANCELLED "$t"
+  check "scancel: not restarted" test "$(job_field "$t" Restarts)" = 0
+  check "scancel: the program checkpointed first" grep -q "^checkpoint step=[1-9]" "$d/events"
+  check "scancel: no second run" test "$(grep -c '^start' "$d/events")" = 1
 }
 
 case_array() {

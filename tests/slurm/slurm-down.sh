@@ -77,6 +77,12 @@ for p in /proc/[0-9]*; do
   fi
 done
 
+left=$(daemon_pids)
+if [ -n "$left" ]; then
+  # Keep the directory (and its pid files) so that a later slurm-up can retry.
+  echo "slurm-down: daemon pid(s) $(echo $left) of $dir did not stop" >&2
+  exit 1
+fi
 if [ $keep = 0 ]; then
   rm -rf "$dir"
 else

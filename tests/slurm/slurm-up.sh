@@ -57,6 +57,19 @@ for d in "$root"/c.*; do
   "$here/slurm-down.sh" "$d" >&2 || true
 done
 
+# Daemons of a cluster whose directory is gone (removed by hand, or by a tmp cleaner): they
+# name their slurm.conf under $root on their command line; nothing else can stop them.
+for p in /proc/[0-9]*; do
+  p=${p#/proc/}
+  conf=$(tr '\0' '\n' 2>/dev/null < "/proc/$p/cmdline" | grep -x "$root/c\.[A-Za-z0-9]*/slurm\.conf" | head -n1)
+  [ -n "$conf" ] && [ ! -e "$conf" ] || continue
+  case "$(cat "/proc/$p/comm" 2>/dev/null)" in
+    slurmctld|slurmd)
+      echo "slurm-up: stopping $(cat "/proc/$p/comm") pid $p of a removed cluster ($conf)" >&2
+      kill -KILL "$p" 2>/dev/null ;;
+  esac
+done
+
 dir=$(mktemp -d "$root/c.XXXXXX") || exit 1
 chmod 755 "$dir"
 echo "$owner $(starttime_of "$owner")" > "$dir/owner"

@@ -85,12 +85,37 @@ check "USR1: the program checkpointed" grep -q '^checkpoint .*signal=USR1' "$wor
 check "USR1: scontrol requeue 42" contains "$FAKE_LOG" "scontrol requeue 42"
 check "USR1: the script exits 0 after a successful requeue" test "$rc" = 0
 
-# 3. TERM -> forwarded as USR1 (a TERM to srun would kill the step without a checkpoint).
+# 3. TERM (scancel, preemption) -> forwarded as USR1 (a TERM to srun would kill the step
+#    without a checkpoint); checkpointed, but not requeued: that would undo a cancel.
 run term "$src/slurm/argent-tsdae.sbatch" --state "$work/term" --steps 500 --step-ms 20
 wait_start "$work/term" && kill -TERM "$pid"
 finish_run
 check "TERM: forwarded as USR1, the program checkpointed" grep -q '^checkpoint .*signal=USR1' "$work/term/events"
-check "TERM: requeued" contains "$FAKE_LOG" "scontrol requeue 42"
+check "TERM: not requeued, exit 85" test "$rc" = 85 -a -z "$(grep requeue "$FAKE_LOG")"
+# USR1 then TERM (time-limit warning, then a cancel): still not requeued.
+run term2 "$src/slurm/argent-tsdae.sbatch" --state "$work/term2" --steps 50 --step-ms 500
+wait_start "$work/term2" && kill -USR1 "$pid" && kill -TERM "$pid"
+finish_run
+check "USR1 then TERM: not requeued" test "$rc" = 85 -a -z "$(grep requeue "$FAKE_LOG")"
+
+# 3b. A signal caught by the first-line trap before lib.sh ran: the program is not started;
+#     USR1 -> requeue at once, TERM -> exit 143.
+for sig in USR1 TERM; do
+  : > "$FAKE_LOG"
+  if [ $sig = USR1 ]; then pending="AG_SIGNAL=USR1"; else pending="AG_TERMINATED=1"; fi
+  bash -c "$pending; . '$src/slurm/lib.sh'; ag_slurm_run train-bi --state '$work/early$sig'" > "$work/early$sig.out" 2>&1
+  rc=$?
+  check "early $sig: the program is not started" test -z "$(grep srun "$FAKE_LOG")"
+  if [ $sig = USR1 ]; then
+    check "early USR1: requeued at once" test "$rc" = 0 -a -n "$(grep "scontrol requeue 42" "$FAKE_LOG")"
+  else
+    check "early TERM: exit 143, no requeue" test "$rc" = 143 -a -z "$(grep requeue "$FAKE_LOG")"
+  fi
+done
+# An AG_SIGNAL in the submitting environment (sbatch exports it) is not taken for a signal.
+AG_SIGNAL=USR1 AG_TERMINATED=1 run envsig "$src/slurm/argent-eval.sbatch" --state "$work/envsig" --steps 1 --step-ms 1
+finish_run
+check "AG_SIGNAL/AG_TERMINATED from the environment are ignored" test "$rc" = 0 -a -n "$(grep srun "$FAKE_LOG")"
 
 # 4. A failing program: its exit code, no requeue.
 run fail "$src/slurm/argent-eval.sbatch" --state "$work/fail" --exit 3

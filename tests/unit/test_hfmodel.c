@@ -428,12 +428,65 @@ static void test_rejections(void) {
     ag_params_free(&p);
 }
 
+/* A TSDAE checkpoint: encoder tensors plus decoder-only ones. Loading it as a model gives
+ * the encoder alone, which exports as a sentence-transformers folder. */
+static void test_tsdae(void) {
+    ag_model_desc md;
+    ag_model_desc_init(&md);
+    md.kind = AG_MODEL_TSDAE;
+    md.vocab_size = V_; md.hidden_size = C_; md.num_hidden_layers = L_; md.num_attention_heads = 2;
+    md.intermediate_size = I_; md.max_position_embeddings = P_; md.max_seq_length = P_;
+    md.pooling = AG_POOL_CLS;
+    md.vocab = strdup(VOCAB);
+    md.vocab_len = strlen(VOCAB);
+    ag_bert_config cfg;
+    ag_model_desc_bert(&md, &cfg);
+    ag_bert m;
+    ag_params p;
+    ag_params_init(&p);
+    ag_bert_register(&m, &cfg, &p, "", 0);
+    ag_params_add(&p, "decoder.layer.0.crossattention.self.query.weight", 2, (int64_t[]){C_, C_});
+    ag_params_alloc(&p);
+    for (size_t k = 0; k < p.total; k++) p.data[k] = (float)(k % 13) * 0.01f;
+    char ck[600], exp[600];
+    snprintf(ck, sizeof ck, "%s/tsdae.h5", OUT);
+    snprintf(exp, sizeof exp, "%s/export_tsdae", OUT);
+    ag_train_state ts;
+    ag_train_state_init(&ts);
+    int rc = ag_ckpt_write(ck, &md, &ts, &p, NULL, NULL);
+    ag_model_desc got;
+    ag_bert m2;
+    ag_params p2;
+    ag_model_desc_init(&got);
+    rc = rc ? rc : ag_ckpt_load_model(ck, &got, &m2, NULL, &p2, NULL);
+    if (rc) printf("  %s\n", ag_errmsg());
+    check_true("TSDAE checkpoint loads its encoder only", rc == 0 && got.kind == AG_MODEL_TSDAE && p2.n == p.n - 1 &&
+                                                          ag_params_find(&p2, "encoder.layer.1.output.dense.weight") >= 0);
+    if (rc == 0) {
+        rc = ag_hf_export(exp, AG_EXPORT_SENTENCE_TRANSFORMERS, &got, &p2);
+        if (rc) printf("  %s\n", ag_errmsg());
+        int eq = 1;
+        for (int i = 0; i < p2.n && eq; i++) {
+            int j = ag_params_find(&p, p2.t[i].name);
+            eq = j >= 0 && !memcmp(ag_params_data(&p, j), ag_params_data(&p2, i), p2.t[i].numel * 4);
+        }
+        check_true("its encoder tensors are the saved ones, and export as sentence-transformers", rc == 0 && eq);
+        ag_bert_free(&m2);
+        ag_params_free(&p2);
+    }
+    ag_model_desc_free(&got);
+    ag_bert_free(&m);
+    ag_params_free(&p);
+    ag_model_desc_free(&md);
+}
+
 int main(void) {
     fresh(OUT);
     json_t *report = json_object();
     test_bi(report);
     test_ce(report);
     test_rejections();
+    test_tsdae();
     if (json_dump_file(report, OUT "/argent.json", JSON_INDENT(1) | JSON_REAL_PRECISION(9)))
         check_true("write argent.json", 0);
     json_decref(report);

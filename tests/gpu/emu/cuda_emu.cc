@@ -3,19 +3,31 @@
 // implemented on host memory (cuBLAS sgemm as column-major cblas_sgemm, so the backend's
 // row-major-to-column-major mapping is checked as real cuBLAS would read it). It stands in
 // for libcudart and libcublas at link time; nothing here runs in production.
+//
+// Threads of a kernel that synchronises run as fibers (ucontext) on the calling thread: a
+// fiber runs until it reaches a barrier, then the next one runs; a barrier opens when all
+// its threads have arrived. This is deterministic and cheap, and a deadlock (a barrier
+// that can never open) is reported with the kernel's name instead of hanging. Builds with
+// AddressSanitizer tell it about every stack switch (its fiber interface).
 #include "tests/gpu/emu/cuda_emu.h"
 
 #include <cblas.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ucontext.h>
 
 #include <map>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
 
 namespace agemu {
 
@@ -42,33 +54,86 @@ bool in_device(const void *p, size_t n) {
     return a >= it->first && a + n <= it->first + it->second;
 }
 
-struct block_ctx {
-    pthread_barrier_t all;
-    std::vector<pthread_barrier_t> warps;
-    std::vector<unsigned char> slots;  // [warp][lane] 8-byte exchange slots
-    explicit block_ctx(unsigned nthreads) : warps((nthreads + 31) / 32), slots(warps.size() * 32 * 8) {
-        pthread_barrier_init(&all, nullptr, nthreads);
-        for (size_t w = 0; w < warps.size(); w++) {
-            unsigned n = nthreads - 32 * (unsigned)w;
-            pthread_barrier_init(&warps[w], nullptr, n < 32 ? n : 32);
-        }
-    }
-    ~block_ctx() {
-        pthread_barrier_destroy(&all);
-        for (auto &w : warps) pthread_barrier_destroy(&w);
-    }
+/* ---------------------------------------------------------------- fibers */
+
+constexpr size_t kStack = 256 * 1024;
+
+struct gate {  // a barrier: opens (gen + 1) when `expected` fibers have arrived
+    unsigned expected = 0, arrived = 0;
+    unsigned long long gen = 0;
 };
+
+struct fiber {
+    ucontext_t ctx;
+    char *stack = nullptr;
+    unsigned tid = 0;
+    bool done = false;
+};
+
+struct block_run {
+    const std::function<void()> *body;
+    std::vector<fiber> fibers;
+    gate all;
+    std::vector<gate> warps;
+    std::vector<unsigned char> slots;  // [warp][lane] 8-byte exchange slots
+    ucontext_t sched;
+    fiber *cur = nullptr;
+    unsigned long long events = 0;     // gates opened + fibers finished: progress
+    const void *sched_bottom = nullptr;
+    size_t sched_size = 0;
+};
+
+block_run *run_now = nullptr;  // the block whose fibers are running (one at a time)
+std::vector<char *> stack_pool;
+
+void to_scheduler(bool dying) {
+    block_run *r = run_now;
+    fiber *f = r->cur;
+#if EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(dying ? nullptr : &fake, r->sched_bottom, r->sched_size);
+#endif
+    if (dying) {
+        setcontext(&r->sched);  // does not return
+    }
+    swapcontext(&f->ctx, &r->sched);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, &r->sched_bottom, &r->sched_size);
+#endif
+}
+
+void fiber_main() {
+    block_run *r = run_now;
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &r->sched_bottom, &r->sched_size);
+#endif
+    (*r->body)();
+    r->cur->done = true;
+    r->events++;
+    to_scheduler(true);
+}
+
+void gate_wait(gate &g) {
+    unsigned long long gen = g.gen;
+    if (++g.arrived == g.expected) {
+        g.arrived = 0;
+        g.gen++;
+        run_now->events++;
+        return;
+    }
+    while (g.gen == gen) to_scheduler(false);
+}
 
 unsigned linear_tid() { return t.thread.x + t.bdim.x * (t.thread.y + t.bdim.y * t.thread.z); }
 
-block_ctx *need_lockstep(const char *what) {
+block_run *need_lockstep(const char *what) {
     if (!t.blk) {
         fprintf(stderr, "emu: kernel %s called %s but was launched as independent threads; "
                         "emu_rewrite.py did not see it synchronise (teach it the helper's name)\n",
                 t.kernel ? t.kernel : "?", what);
         abort();
     }
-    return (block_ctx *)t.blk;
+    return (block_run *)t.blk;
 }
 
 void set_ids(unsigned tid, unsigned long long blk, dim3 g, dim3 b) {
@@ -79,20 +144,75 @@ void set_ids(unsigned tid, unsigned long long blk, dim3 g, dim3 b) {
     t.lane = (int)(tid % 32);
 }
 
+// One block of a lockstep kernel: its threads as fibers, run round-robin until all finish.
+// Returns false on a deadlock.
+bool run_block(block_run &r, unsigned nthreads, unsigned long long blk, dim3 g, dim3 b, const char *name) {
+    r.all = gate{nthreads, 0, 0};
+    r.warps.assign((nthreads + 31) / 32, gate{});
+    for (size_t w = 0; w < r.warps.size(); w++) {
+        unsigned n = nthreads - 32 * (unsigned)w;
+        r.warps[w].expected = n < 32 ? n : 32;
+    }
+    r.slots.assign(r.warps.size() * 32 * 8, 0);
+    r.fibers.assign(nthreads, fiber{});
+    while (stack_pool.size() < nthreads) {
+        char *st = (char *)malloc(kStack);
+        if (!st) { fprintf(stderr, "emu: out of memory for fiber stacks\n"); abort(); }
+        stack_pool.push_back(st);
+    }
+    for (unsigned i = 0; i < nthreads; i++) {
+        fiber &f = r.fibers[i];
+        f.tid = i;
+        f.stack = stack_pool[i];
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack;
+        f.ctx.uc_stack.ss_size = kStack;
+        f.ctx.uc_link = nullptr;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    unsigned left = nthreads;
+    while (left) {
+        unsigned long long before = r.events;
+        for (auto &f : r.fibers) {
+            if (f.done) continue;
+            set_ids(f.tid, blk, g, b);
+            t.blk = &r;
+            t.kernel = name;
+            r.cur = &f;
+#if EMU_ASAN
+            void *fake = nullptr;
+            __sanitizer_start_switch_fiber(&fake, f.stack, kStack);
+#endif
+            swapcontext(&r.sched, &f.ctx);
+#if EMU_ASAN
+            __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+            if (f.done) left--;
+        }
+        if (left && r.events == before) {
+            fprintf(stderr, "emu: kernel %s: deadlock in block %llu (%u threads wait at barriers "
+                            "that cannot open)\n", name, blk, left);
+            return false;
+        }
+    }
+    t.blk = nullptr;
+    return true;
+}
+
 }  // namespace
 
-void syncthreads() { pthread_barrier_wait(&need_lockstep("__syncthreads")->all); }
+void syncthreads() { gate_wait(need_lockstep("__syncthreads")->all); }
 
-void syncwarp() { pthread_barrier_wait(&need_lockstep("__syncwarp")->warps[linear_tid() / 32]); }
+void syncwarp() { gate_wait(need_lockstep("__syncwarp")->warps[linear_tid() / 32]); }
 
 void exchange(const void *in, void *out, size_t size, int src_lane) {
-    block_ctx *b = need_lockstep("__shfl_xor_sync");
+    block_run *r = need_lockstep("__shfl_xor_sync");
     unsigned tid = linear_tid(), w = tid / 32;
-    unsigned char *slots = &b->slots[(size_t)w * 32 * 8];
+    unsigned char *slots = &r->slots[(size_t)w * 32 * 8];
     memcpy(slots + 8 * (tid % 32), in, size);
-    pthread_barrier_wait(&b->warps[w]);
+    gate_wait(r->warps[w]);
     memcpy(out, slots + 8 * (unsigned)src_lane, size);
-    pthread_barrier_wait(&b->warps[w]);
+    gate_wait(r->warps[w]);
 }
 
 float atomic_add(float *p, float v) {
@@ -132,23 +252,17 @@ void launch(const char *name, dim3 g, dim3 b, bool lockstep, const std::function
             }
         return;
     }
-    // A block's threads run concurrently; blocks one after another (so __shared__ statics
-    // are never used by two blocks at once).
-    block_ctx ctx((unsigned)nthreads);
-    std::vector<std::thread> threads;
-    threads.reserve(nthreads);
-    for (unsigned tid = 0; tid < nthreads; tid++)
-        threads.emplace_back([&, tid]() {
-            for (unsigned long long blk = 0; blk < nblocks; blk++) {
-                set_ids(tid, blk, g, b);
-                t.blk = &ctx;
-                t.kernel = name;
-                body();
-                pthread_barrier_wait(&ctx.all);
-            }
-            t.blk = nullptr;
-        });
-    for (auto &th : threads) th.join();
+    // Blocks one after another (so __shared__ statics are never used by two at once).
+    block_run r;
+    r.body = &body;
+    block_run *outer = run_now;
+    run_now = &r;
+    for (unsigned long long blk = 0; blk < nblocks; blk++)
+        if (!run_block(r, (unsigned)nthreads, blk, g, b, name)) {
+            set_error(cudaErrorLaunchFailure, true);
+            break;
+        }
+    run_now = outer;
 }
 
 }  // namespace agemu
@@ -168,7 +282,7 @@ cudaError_t CUDARTAPI cudaSetDevice(int device) {
 cudaError_t CUDARTAPI cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
     if (device != 0) return cudaErrorInvalidDevice;
     memset(prop, 0, sizeof *prop);
-    snprintf(prop->name, sizeof prop->name, "argent CUDA emulator (CPU threads)");
+    snprintf(prop->name, sizeof prop->name, "argent CUDA emulator (CPU fibers)");
     prop->major = 9;
     prop->minor = 0;
     prop->totalGlobalMem = (size_t)16 << 30;
@@ -204,6 +318,7 @@ const char *CUDARTAPI cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     default: return "cudaError(emulated)";
     }
 }
@@ -231,6 +346,17 @@ cudaError_t CUDARTAPI cudaFree(void *p) {
         agemu::blocks.erase(it);
     }
     free(p);
+    return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    size_t used = 0;
+    {
+        std::lock_guard<std::mutex> g(agemu::mem_mu);
+        for (auto &b : agemu::blocks) used += b.second;
+    }
+    *total_bytes = (size_t)16 << 30;
+    *free_bytes = used < *total_bytes ? *total_bytes - used : 0;
     return cudaSuccess;
 }
 

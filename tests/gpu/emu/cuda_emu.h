@@ -6,8 +6,8 @@
  *
  * What it models: threadIdx/blockIdx/blockDim/gridDim; __shared__ memory (blocks run one
  * after another, so a static per kernel serves); __syncthreads, __syncwarp and
- * __shfl_xor_sync with real barriers between real threads (a block's threads run
- * concurrently, as OS threads, for kernels that use them: "lockstep"); atomicAdd; the
+ * __shfl_xor_sync with real barriers (a block's threads run as fibers that switch at each
+ * barrier, for kernels that synchronise: "lockstep"); atomicAdd; the
  * CUDA launch limits (a bad configuration fails like cudaErrorInvalidConfiguration); and
  * device memory: a pointer passed to a kernel, cuBLAS or a copy must lie inside a
  * cudaMalloc'd block (else the launch fails, naming the kernel and argument), which

@@ -1,6 +1,6 @@
 /* The slice of the CBLAS interface argent uses (cblas_sgemm), for the stand-alone GPU build
  * on a machine where no OpenBLAS can be had (tests/gpu/CMakeLists.txt, ARGENT_GPU_BLAS=
- * fallback). Same names and values as every cblas.h, so nn/*.c compile unchanged. */
+ * fallback). Same names and values as every cblas.h, so the nn/ sources compile unchanged. */
 #ifndef ARGENT_TESTS_GPU_FALLBACK_CBLAS_H
 #define ARGENT_TESTS_GPU_FALLBACK_CBLAS_H
 
