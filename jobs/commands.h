@@ -13,5 +13,8 @@ int ag_cmd_eval(int argc, char **argv);      /* jobs/eval.c */
 int ag_cmd_encode(int argc, char **argv);    /* jobs/encode.c */
 int ag_cmd_train_cross(int argc, char **argv); /* jobs/train_cross.c */
 int ag_cmd_label(int argc, char **argv);     /* jobs/label.c */
+int ag_cmd_tsdae(int argc, char **argv);     /* jobs/tsdae.c */
+int ag_cmd_pipeline(int argc, char **argv);  /* jobs/pipeline.c */
+int ag_cmd_synth(int argc, char **argv);     /* jobs/synth.c */
 
 #endif

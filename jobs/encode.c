@@ -58,7 +58,12 @@ int ag_encoder_init(ag_encoder *enc, ag_bert *m, const ag_params *p, const ag_mo
 
 int ag_encoder_input(const ag_encoder *enc, const int32_t *const *pieces, const int *lens, int n, int32_t *ids,
                      int32_t *mask) {
-    int T = 2;
+    return ag_encoder_input_pad(enc, pieces, lens, n, 2, ids, mask);
+}
+
+int ag_encoder_input_pad(const ag_encoder *enc, const int32_t *const *pieces, const int *lens, int n, int T_min,
+                         int32_t *ids, int32_t *mask) {
+    int T = T_min < 2 ? 2 : T_min > enc->max_len ? enc->max_len : T_min;
     for (int i = 0; i < n; i++) {
         int len = lens[i] + 2 > enc->max_len ? enc->max_len : lens[i] + 2;
         if (len > T) T = len;
@@ -257,13 +262,17 @@ int ag_embeddings_write(const char *path, const float *emb, int64_t n, int C, co
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_file_locking(fapl, 0, 1);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* No timestamps in object headers: equal embeddings give files with equal bytes. */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(fcpl, 0);
+    H5Pset_obj_track_times(dcpl, 0);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     int rc = 0;
     if (f < 0) rc = ag_err("%s: cannot create (directory missing or not writable?)", tmp);
     if (!rc) {
         hsize_t dims[2] = {(hsize_t)n, (hsize_t)C};
         hid_t sp = H5Screate_simple(2, dims, NULL);
-        hid_t d = H5Dcreate2(f, "embeddings", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t d = H5Dcreate2(f, "embeddings", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (d < 0 || (n > 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, emb) < 0))
             rc = ag_err("%s: cannot write /embeddings [%lld, %d] (disk full?)", tmp, (long long)n, C);
         if (d >= 0) H5Dclose(d);
@@ -278,6 +287,8 @@ int ag_embeddings_write(const char *path, const float *emb, int64_t n, int C, co
         if (H5Fclose(f) < 0 && !rc) rc = ag_err("%s: cannot close (disk full?)", tmp);
     }
     H5Pclose(fapl);
+    H5Pclose(fcpl);
+    H5Pclose(dcpl);
     H5Eset_auto2(H5E_DEFAULT, func, data);
     if (!rc) {
         int fd = open(tmp, O_RDONLY);
@@ -353,7 +364,7 @@ int ag_cmd_encode(int argc, char **argv) {
                           "(/embeddings [S, C]; length-sorted batches, original order; any number of ranks).",
                           encode_opts, argc, argv);
     if (rc) {
-        if (rc < 0) fprintf(stderr, "argent encode: %s\n", ag_errmsg());
+        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
         return rc > 0 ? 0 : 2;
     }
     long batch = 32, max_len = 0;

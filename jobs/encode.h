@@ -49,6 +49,9 @@ int ag_encoder_init(ag_encoder *enc, ag_bert *m, const ag_params *p, const ag_mo
  * entries. Returns T. */
 int ag_encoder_input(const ag_encoder *enc, const int32_t *const *pieces, const int *lens, int n, int32_t *ids,
                      int32_t *mask);
+/* The same, padded to at least T_min (capped at the max length). */
+int ag_encoder_input_pad(const ag_encoder *enc, const int32_t *const *pieces, const int *lens, int n, int T_min,
+                         int32_t *ids, int32_t *mask);
 
 /* Load a bi-encoder to use (not train): path is a checkpoint file or a run directory (its
  * model.h5, else its newest checkpoint). TSDAE checkpoints give their encoder. A

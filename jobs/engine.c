@@ -617,7 +617,8 @@ int ag_engine_run(ag_engine *e) {
         if (e->cfg.eval_every > 0 && e->step % e->cfg.eval_every == 0 && e->step < e->total && evaluate(e))
             return -1;
         int stop = ag_stop_requested();
-        int asked = e->cfg.stop_after > 0 && e->step >= e->cfg.stop_after && e->step < e->total;
+        /* Only when the run reaches that step: a resumed run given the same option goes on. */
+        int asked = e->cfg.stop_after > 0 && e->step == e->cfg.stop_after && e->step < e->total;
         if ((e->cfg.ckpt_every > 0 && e->step % e->cfg.ckpt_every == 0 && e->step < e->total) || stop || asked)
             if (save_checkpoint(e)) return -1;
         if (stop || asked) {

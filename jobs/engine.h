@@ -105,8 +105,9 @@ typedef struct {
     int64_t global_batch;    /* G: samples per optimiser step over all ranks */
     int64_t epochs;          /* used when total_steps == 0: epochs * ceil(N / G) steps */
     int64_t total_steps;     /* length of the run (and of the schedule); 0: from epochs */
-    int64_t stop_after;      /* > 0: after this many steps in all, checkpoint and return
-                                AG_EXIT_REQUEUE as if preempted (tests, time-boxed jobs) */
+    int64_t stop_after;      /* > 0: when the run reaches this many steps in all, checkpoint
+                                and return AG_EXIT_REQUEUE as if preempted (tests); a run
+                                resumed beyond it goes on */
     uint64_t seed;
     int no_shuffle;          /* 1: identity order (debugging) */
     /* optimiser */

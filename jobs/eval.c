@@ -98,7 +98,7 @@ int ag_cmd_eval(int argc, char **argv) {
                           "classification, as sentence-transformers' evaluators; a table, and CSV with --csv.",
                           eval_opts, argc, argv);
     if (rc) {
-        if (rc < 0) fprintf(stderr, "argent eval: %s\n", ag_errmsg());
+        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
         return rc > 0 ? 0 : 2;
     }
     static const char *const tasks[] = {"sts", "binary", NULL};

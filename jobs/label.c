@@ -69,7 +69,7 @@ static const ag_cli_opt label_opts[] = {
 
 typedef struct {
     const char *model_arg, *data, *out;
-    char work[PATH_CAP], scores[PATH_CAP], model_file[PATH_CAP];
+    char work[PATH_CAP], scores[PATH_CAP], model_file[PATH_CAP], data_real[PATH_CAP];
     long chunk_size, batch, max_len, positive;
     double threshold;
     int rule, quiet;
@@ -90,6 +90,7 @@ static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, fl
     label_ctx *lc = vctx;
     int L = lc->L, cols = 2 * L + 1;
     int64_t n = end - begin;
+    if (n < 1) return ag_err("empty chunk [%lld, %lld)", (long long)begin, (long long)end);
     int64_t *pairs = malloc((size_t)n * sizeof *pairs);
     float *logits = malloc((size_t)n * (size_t)L * sizeof *logits);
     float *res = malloc((size_t)n * (size_t)cols * sizeof *res);
@@ -263,7 +264,7 @@ static int write_outputs(const label_cfg *c, const ag_chunks_config *cc, ag_cros
     snprintf(colnames + o, sizeof colnames - o, "label");
     const ag_chunks_attr attrs[] = {
         {"columns", colnames},          {"label_program", "argent label"}, {"label_checkpoint", c->model_file},
-        {"label_checkpoint_sha256", model_sha}, {"label_input", c->data}, {"label_input_sha256", data_sha},
+        {"label_checkpoint_sha256", model_sha}, {"label_input", c->data_real}, {"label_input_sha256", data_sha},
         {"label_settings", settings},   {"label_time", when}};
     if (ag_chunks_merge(cc, c->scores, AG_MERGE_REAL, attrs, (int)(sizeof attrs / sizeof *attrs))) return -1;
 
@@ -303,7 +304,7 @@ static int write_outputs(const label_cfg *c, const ag_chunks_config *cc, ag_cros
     if (ag_dataset_attr_str(ds, "label_program", "argent label") ||
         ag_dataset_attr_str(ds, "label_checkpoint", c->model_file) ||
         ag_dataset_attr_str(ds, "label_checkpoint_sha256", model_sha) ||
-        ag_dataset_attr_str(ds, "label_input", c->data) || ag_dataset_attr_str(ds, "label_input_sha256", data_sha) ||
+        ag_dataset_attr_str(ds, "label_input", c->data_real) || ag_dataset_attr_str(ds, "label_input_sha256", data_sha) ||
         ag_dataset_attr_str(ds, "label_settings", settings) || ag_dataset_attr_str(ds, "label_time", when) ||
         ag_dataset_attr_str(ds, "label_scores", scores_name))
         return -1;
@@ -405,6 +406,11 @@ int ag_cmd_label(int argc, char **argv) {
 
     /* Identity of this run: model and input bytes, settings. Rank 0 hashes, all agree. */
     char model_sha[65] = "", data_sha[65] = "", settings[512], ident[2048], when[64];
+    /* Provenance names the files by absolute path (the run may have used relative ones). */
+    char real[PATH_MAX];
+    if (realpath(c.model_file, real)) snprintf(c.model_file, sizeof c.model_file, "%s", real);
+    if (realpath(c.data, real)) snprintf(c.data_real, sizeof c.data_real, "%s", real);
+    else snprintf(c.data_real, sizeof c.data_real, "%s", c.data);
     failed = 0;
     if (rank == 0) failed = ag_file_sha256(c.model_file, model_sha) || ag_file_sha256(c.data, data_sha);
     if (agree_fail(failed, comm, rank, prog)) goto done;

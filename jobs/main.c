@@ -21,6 +21,9 @@ static const command commands[] = {
     {"encode", ag_cmd_encode, "sentences of a dataset -> embeddings HDF5 (any number of ranks)"},
     {"train-cross", ag_cmd_train_cross, "fine-tune a cross-encoder on gold pairs (data-parallel, resumable)"},
     {"label", ag_cmd_label, "silver-label a pair dataset with a cross-encoder (chunked, resumable, any np)"},
+    {"tsdae", ag_cmd_tsdae, "TSDAE pre-training of a bi-encoder on sentences (data-parallel, resumable)"},
+    {"pipeline", ag_cmd_pipeline, "run a recipe's stages in order (jobs/recipes; resumable, skips finished stages)"},
+    {"synth", ag_cmd_synth, "generate the built-in default data and a small model (for the default pipeline)"},
 };
 
 static void usage(FILE *f) {

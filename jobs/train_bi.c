@@ -658,7 +658,7 @@ int ag_cmd_train_bi(int argc, char **argv) {
                           "to resume).",
                           opts, argc, argv);
     if (rc) {
-        if (rc < 0) fprintf(stderr, "argent train-bi: %s\n", ag_errmsg());
+        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
         return rc > 0 ? 0 : 2;
     }
     if (ag_comm_init(&argc, &argv)) {

@@ -112,6 +112,14 @@ ag_array_args() {
                "min $min, max $max, step $step, $count tasks"
         return 1
     fi
+    # Without these options every task would label every chunk into the same directory,
+    # which the chunk engine does not allow (one job per output directory at a time).
+    local prog
+    if prog=$(ag_find_argent) && ! $prog label --help 2>/dev/null | grep -q -- '--array-task'; then
+        ag_log "error: this argent's label stage has no --array-task option, so it cannot run as a" \
+               "job array: label as one job with several tasks or nodes (--ntasks, --nodes) instead"
+        return 1
+    fi
     # shellcheck disable=SC2034  # read by the sbatch script that sources this file
     AG_ARRAY_ARGS=(--array-task "$((SLURM_ARRAY_TASK_ID - min))" --array-count "$count")
 }
@@ -172,7 +180,7 @@ ag_slurm_run() {
         exit 0
     fi
     if [ "$rc" = "$AG_REQUEUE_CODE" ]; then
-        if false; then
+        if [ -n "${AG_TERMINATED:-}" ]; then
             ag_log "stage '$stage' checkpointed and stopped (exit $rc) after SIGTERM: the job is being" \
                    "cancelled or preempted, so it is not requeued here (resubmit to resume)"
             exit "$rc"

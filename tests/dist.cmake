@@ -44,7 +44,10 @@ argent_mpi_test(dist_chunks_slow_rank0 3 test_dist_chunks --dir ${DIST_WORK}/chu
 # A failing callback on one rank: every rank returns an error, none hangs.
 argent_mpi_test(dist_chunks_fail 3 test_dist_chunks --dir ${DIST_WORK}/chunks-fail --fresh
                 --fault fail:rank=1:nchunk=2,sleep:chunk=*:ms=5 --expect-error)
-list(APPEND DIST_TESTS dist_chunks_slow_rank1 dist_chunks_slow_rank0 dist_chunks_fail)
+# SIGUSR1 on rank 1 after its second chunk: every rank stops after its current chunk.
+argent_mpi_test(dist_chunks_stop 3 test_dist_chunks --dir ${DIST_WORK}/chunks-stop --fresh
+                --fault usr1:rank=1:nchunk=2,sleep:chunk=*:ms=20 --expect-stopped)
+list(APPEND DIST_TESTS dist_chunks_slow_rank1 dist_chunks_slow_rank0 dist_chunks_fail dist_chunks_stop)
 
 foreach(scenario resume stop fatal)
   if(scenario STREQUAL "resume")

@@ -19,9 +19,6 @@ foreach(t np resume kill diverge cli encode_eval)
   set_tests_properties(train_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
   list(APPEND TRAIN_TESTS train_${t})
 endforeach()
-# Exported model loads in sentence-transformers and gives argent's embeddings (skips
-# without the Python packages).
-set_tests_properties(train_encode_eval PROPERTIES ENVIRONMENT_MODIFICATION "HF_HUB_OFFLINE=set:1")
 
 # Real weights and data: all-MiniLM-L6-v2 on STS-B dev, argent eval's 8 correlations
 # against sentence-transformers' EmbeddingSimilarityEvaluator (reference made at test time

@@ -7,6 +7,8 @@ TF32 off and with TF32 on; attention "eager" (softmax and two matmuls, the algor
 runs) and "sdpa" (PyTorch's fused attention). One JSON object per line; exit 77 when no GPU.
 
 usage: bench_torch_step.py [--steps N] [--warmup N] [--batch B] [--seq T] [--model minilm|base|all]
+                           [--attn eager,sdpa] [--device cuda|cpu]
+(--device cpu is a dry run of this script on a machine without a GPU; its times mean nothing.)
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--model", default="all")
     ap.add_argument("--attn", default="eager,sdpa")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     a = ap.parse_args()
     try:
         import torch
@@ -29,10 +32,15 @@ def main():
     except ImportError as e:
         print("SKIPPED: PyTorch or transformers missing (%s)" % e)
         return 77
-    if not torch.cuda.is_available():
+    gpu = a.device == "cuda"
+    if gpu and not torch.cuda.is_available():
         print("SKIPPED: no CUDA device visible to PyTorch")
         return 77
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize()
     shapes = {"minilm-l6": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
               "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)}
     want = {"all": list(shapes), "minilm": ["minilm-l6"], "base": ["bert-base"]}[a.model]
@@ -48,29 +56,32 @@ def main():
                                                 + 4 * B * T * T * s["hidden_size"])
         for attn in a.attn.split(","):
             torch.manual_seed(0)
-            cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
-                             hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, **s)
             try:
-                model = BertModel(cfg, add_pooling_layer=False, attn_implementation=attn).to(dev).train()
-            except (TypeError, ValueError) as e:
+                cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
+                                 hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                                 attn_implementation=attn, **s)
+                model = BertModel(cfg, add_pooling_layer=False).to(dev).train()
+                attn = model.config._attn_implementation or attn  # what transformers actually chose
+            except (TypeError, ValueError, ImportError) as e:
                 print("bench_torch_step: attention %s unavailable: %s" % (attn, e), file=sys.stderr)
                 continue
             up = torch.randn(B, T, s["hidden_size"], device=dev, generator=torch.Generator(dev).manual_seed(3))
             for tf32 in (False, True):
                 torch.backends.cuda.matmul.allow_tf32 = tf32
-                torch.cuda.reset_peak_memory_stats()
+                if gpu:
+                    torch.cuda.reset_peak_memory_stats()
                 times = []
                 for step in range(a.warmup + a.steps):
-                    torch.cuda.synchronize()
+                    sync()
                     t0 = time.perf_counter()
                     model.zero_grad(set_to_none=False)
                     h = model(input_ids=ids, attention_mask=mask).last_hidden_state
                     h.backward(up)
-                    torch.cuda.synchronize()
+                    sync()
                     if step >= a.warmup:
                         times.append(time.perf_counter() - t0)
                     if step == 0:  # as bench_cuda_step: device memory in use (context included)
-                        free, total = torch.cuda.mem_get_info()
+                        free, total = torch.cuda.mem_get_info() if gpu else (0, 0)
                         used = total - free
                 mean = sum(times) / len(times)
                 print(json.dumps({"impl": "pytorch %s (%s)" % (torch.__version__, attn), "model": name,
@@ -79,11 +90,12 @@ def main():
                                   "best_ms": round(min(times) * 1e3, 3), "tokens_per_s": round(B * T / mean),
                                   "tflops": round(flops / mean / 1e12, 2),
                                   "device_mem_used_mb": round(used / 2**20),
-                                  "torch_peak_alloc_mb": round(torch.cuda.max_memory_allocated() / 2**20)}),
+                                  "torch_peak_alloc_mb": round(torch.cuda.max_memory_allocated() / 2**20) if gpu else 0}),
                       flush=True)
             torch.backends.cuda.matmul.allow_tf32 = False
             del model
-            torch.cuda.empty_cache()
+            if gpu:
+                torch.cuda.empty_cache()
     return 0
 
 

@@ -129,12 +129,17 @@ for line in open(sys.argv[1]):
 for s in skips:
     print("bench: " + s)
 if rows:
-    print("%-10s %-5s %-28s %9s %9s %10s %7s %8s" % ("model", "prec", "impl", "step ms", "best ms", "tokens/s", "TFLOP/s", "mem MB"))
+    eager = {(r["model"], r["precision"]): r["step_ms"] for r in rows if r["impl"].endswith("(eager)")}
+    print("%-10s %-5s %-28s %9s %9s %10s %7s %8s %7s" % ("model", "prec", "impl", "step ms", "best ms",
+          "tokens/s", "TFLOP/s", "mem MB", "vs eag"))
     for r in sorted(rows, key=lambda r: (r["model"], r["precision"], r["impl"])):
-        print("%-10s %-5s %-28s %9.2f %9.2f %10.0f %7.2f %8.0f" % (r["model"], r["precision"], r["impl"][:28],
-              r["step_ms"], r["best_ms"], r["tokens_per_s"], r["tflops"], r["device_mem_used_mb"]))
+        e = eager.get((r["model"], r["precision"]))
+        print("%-10s %-5s %-28s %9.2f %9.2f %10.0f %7.2f %8.0f %7s" % (r["model"], r["precision"], r["impl"][:28],
+              r["step_ms"], r["best_ms"], r["tokens_per_s"], r["tflops"], r["device_mem_used_mb"],
+              "%.2fx" % (e / r["step_ms"]) if e else "-"))
     print("(batch %d, seq %d, forward + backward of the encoder, dropout on; mem = device memory in use "
-          "after the first step, CUDA context included)" % (rows[0]["batch"], rows[0]["seq"]))
+          "after the first step, CUDA context included; vs eag = PyTorch eager time / this time)"
+          % (rows[0]["batch"], rows[0]["seq"]))
 PY
 fi
 

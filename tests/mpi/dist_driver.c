@@ -89,8 +89,17 @@ static void kill_session(pid_t sid) {
     closedir(dp);
 }
 
-/* Wait for pid at most timeout_s seconds (then end the job: SIGTERM to mpirun, which
- * stops its ranks, then SIGKILL to whatever is left); exit code, 128+signal, or -1. */
+/* End a job: SIGTERM to mpirun (it stops its ranks), then SIGKILL to whatever is left. */
+static void end_job(pid_t pid) {
+    int status;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 750 && waitpid(pid, &status, WNOHANG) == 0; i++) sleep_ms(20);
+    kill_session(pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+}
+
+/* Wait for pid at most timeout_s seconds (then end the job); exit code, 128+signal, or -1. */
 static int wait_for(pid_t pid, double timeout_s, double *seconds) {
     double t0 = now();
     int status = 0;
@@ -100,11 +109,7 @@ static int wait_for(pid_t pid, double timeout_s, double *seconds) {
         if (r < 0) return -1;
         if (now() - t0 > timeout_s) {
             printf("job %d still running after %.0f s: killing it\n", (int)pid, timeout_s);
-            kill(pid, SIGTERM);
-            for (int i = 0; i < 750 && waitpid(pid, &status, WNOHANG) == 0; i++) sleep_ms(20);
-            kill_session(pid);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
+            end_job(pid);
             if (seconds) *seconds = now() - t0;
             return -1;
         }
@@ -291,8 +296,7 @@ static void stop_once(const char *dir, int to_mpirun) {
     const char *whom = to_mpirun ? "mpirun" : "rank 1";
     char msg[256];
     if (!check_true("all ranks reached the loop", wait_pids(dir, NP, pids, 120) == 0)) {
-        kill(job, SIGKILL);
-        waitpid(job, NULL, 0);
+        end_job(job);
         return;
     }
     sleep_ms(300);

@@ -12,6 +12,8 @@
  *   --stats FILE     rank 0 writes "done_before processed_all complete n_chunks"
  *   --expect-faster A B   rank A must process more chunks than rank B
  *   --expect-error   the run must fail on every rank (a 'fail' fault)
+ *   --expect-stopped a stop signal (a 'usr1' fault) must end the run early on every rank,
+ *                    leaving it incomplete; exit 0 then instead of 85
  * Exit: 0 pass, 1 failure, 85 (AG_EXIT_REQUEUE) if a stop signal ended the run early. */
 #include "dist/chunks.h"
 #include "dist/comm.h"
@@ -99,7 +101,7 @@ int main(int argc, char **argv) {
     const ag_comm *c = ag_comm_get();
     const char *dir = NULL, *stats = NULL, *fault = NULL;
     int64_t N = 1000, K = 37;
-    int fresh = 0, merge = 0, expect_error = 0, fast = -1, slow = -1;
+    int fresh = 0, merge = 0, expect_error = 0, expect_stopped = 0, fast = -1, slow = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--dir") && v) dir = argv[++i];
@@ -111,6 +113,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--fresh")) fresh = 1;
         else if (!strcmp(a, "--merge")) merge = 1;
         else if (!strcmp(a, "--expect-error")) expect_error = 1;
+        else if (!strcmp(a, "--expect-stopped")) expect_stopped = 1;
         else if (!strcmp(a, "--expect-faster") && i + 2 < argc) { fast = atoi(argv[i + 1]); slow = atoi(argv[i + 2]); i += 2; }
         else ag_fatal("test_dist_chunks: unknown or incomplete option '%s'", a);
     }
@@ -176,7 +179,13 @@ int main(int argc, char **argv) {
             verify_merged(vds, "merged virtual dataset", N, g_cols);
         }
     }
-    int stopped = st.stopped;
+    if (expect_stopped) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "a stop signal on one rank stopped every rank early (%lld of %lld chunks done)",
+                 (long long)(st.done_before + st.processed_all), (long long)st.n_chunks);
+        check_true(msg, st.stopped && !st.complete && st.processed_all < st.n_chunks);
+    }
+    int stopped = st.stopped && !expect_stopped;
     int failed_here = check_failed, worst = 0;
     MPI_Allreduce(&failed_here, &worst, 1, MPI_INT, MPI_MAX, c->world);
     int r = check_finish();

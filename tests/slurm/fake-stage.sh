@@ -18,6 +18,8 @@ state="" steps=20 step_ms=200 exit_code=""
 args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
+    --help) echo "usage: fake-stage.sh STAGE --state DIR [--steps N] [--step-ms MS] [--exit CODE]" \
+                 "[--array-task I --array-count N]"; exit 0 ;;
     --state) state=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --step-ms) step_ms=$2; shift 2 ;;

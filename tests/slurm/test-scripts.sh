@@ -149,6 +149,13 @@ export SLURM_ARRAY_TASK_MAX=9   # 4..9 with 4 tasks: a gap
 run gap "$src/slurm/argent-label.sbatch" --state "$work/array" --steps 1 --step-ms 1
 finish_run
 check "an array with gaps is refused (exit 2, no run)" test "$rc" = 2 -a -z "$(grep srun "$FAKE_LOG")"
+export SLURM_ARRAY_TASK_MAX=7
+printf '#!/bin/sh\necho "usage: label [--model M]"\n' > "$work/bin/old-argent"
+chmod +x "$work/bin/old-argent"
+ARGENT=$work/bin/old-argent run noarray "$src/slurm/argent-label.sbatch" --state "$work/array"
+finish_run
+check "a label stage without --array-task refuses to run as an array (exit 2, says why)" \
+  test "$rc" = 2 -a -z "$(grep srun "$FAKE_LOG")" -a -n "$(grep -F "has no --array-task option" "$work/noarray.out")"
 unset SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_MIN SLURM_ARRAY_TASK_MAX SLURM_ARRAY_TASK_COUNT
 
 # 8. Slurm runs a spool copy of the script: lib.sh is found through scontrol's Command=

@@ -24,6 +24,14 @@ mpi() { local np=$1; shift; "$MPIEXEC" --allow-run-as-root --oversubscribe -np "
 # bi NP DIR [args]: runs train-bi, output in DIR.log; returns its exit code.
 bi() {
     local np=$1 dir=$2; shift 2
-    mpi "$np" "$ARGENT" train-bi "${MODEL_ARGS[@]}" --data "${DATA:-$WORK/pairs.h5}" --out "$dir" --lr 1e-3 "$@" \
+    mpi "$np" "$ARGENT" train-bi "${MODEL_ARGS[@]}" --data "${DATA:-$WORK/pairs.h5}" --out "$dir" --lr "${LR:-1e-3}" "$@" \
         >>"$dir.log" 2>&1
+}
+
+# bi_bg NP DIR [args]: the same in the background; $! is then mpirun's own pid (exec), so
+# that tests can signal mpirun or find the rank processes (its children).
+bi_bg() {
+    local np=$1 dir=$2; shift 2
+    ( exec "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" "$ARGENT" train-bi "${MODEL_ARGS[@]}" \
+        --data "${DATA:-$WORK/pairs.h5}" --out "$dir" --lr "${LR:-1e-3}" "$@" >>"$dir.log" 2>&1 ) &
 }

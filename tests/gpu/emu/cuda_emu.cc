@@ -84,7 +84,10 @@ struct block_run {
 };
 
 block_run *run_now = nullptr;  // the block whose fibers are running (one at a time)
-std::vector<char *> stack_pool;
+struct stacks {  // fiber stacks, reused by every launch, freed at exit
+    std::vector<char *> v;
+    ~stacks() { for (char *p : v) free(p); }
+} stack_pool;
 
 void to_scheduler(bool dying) {
     block_run *r = run_now;
@@ -155,15 +158,15 @@ bool run_block(block_run &r, unsigned nthreads, unsigned long long blk, dim3 g, 
     }
     r.slots.assign(r.warps.size() * 32 * 8, 0);
     r.fibers.assign(nthreads, fiber{});
-    while (stack_pool.size() < nthreads) {
+    while (stack_pool.v.size() < nthreads) {
         char *st = (char *)malloc(kStack);
         if (!st) { fprintf(stderr, "emu: out of memory for fiber stacks\n"); abort(); }
-        stack_pool.push_back(st);
+        stack_pool.v.push_back(st);
     }
     for (unsigned i = 0; i < nthreads; i++) {
         fiber &f = r.fibers[i];
         f.tid = i;
-        f.stack = stack_pool[i];
+        f.stack = stack_pool.v[i];
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = f.stack;
         f.ctx.uc_stack.ss_size = kStack;
