@@ -84,6 +84,7 @@ void ag_ar_config_default(ag_ar_config *cfg) {
     cfg->first_bucket_bytes = (size_t)1 << 20;
     cfg->bucket_bytes = (size_t)25 << 20;
     cfg->exact_frac_bits = 32;
+    cfg->overlap = 1;
 }
 
 int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MPI_Comm comm) {
@@ -219,10 +220,16 @@ static int tensor_at(const ag_params *p, size_t i) {
     return lo;
 }
 
-/* EXACT: acc[span] += round(grad[span] * 2^F); grad[span] = 0. */
+/* EXACT: acc[span] += round(grad[span] * 2^F); grad[span] = 0. Values outside the range
+ * (and NaN) are left in grad unfolded and reported. The accumulator cannot overflow within
+ * the documented limits (|q| < 2^46, at most 65536 contributions per element). */
 static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
     const int F = ar->cfg.exact_frac_bits;
     const double limit = ldexp(1.0, 46 - F), scale = ldexp(1.0, F);
+    /* Adding and subtracting 1.5 * 2^52 rounds a double of magnitude below 2^51 to the
+     * nearest integer, ties to even (the default rounding mode), exactly like llrint but
+     * without a libm call per element, so the loop vectorises. */
+    const double round_magic = 6755399441055744.0;
     float *g = ar->p->grad + off;
     int64_t *a = ar->acc + off;
     double t0 = MPI_Wtime();
@@ -230,12 +237,11 @@ static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
     #pragma omp parallel for reduction(|:bad) schedule(static)
     for (size_t i = 0; i < cnt; i++) {
         double v = g[i];
-        /* !(|v| < limit) is also true for NaN. */
-        if (!(fabs(v) < limit)) { bad = 1; continue; }
-        int64_t q = llrint(v * scale), s;
-        if (__builtin_add_overflow(a[i], q, &s)) { bad = 1; continue; }
-        a[i] = s;
-        g[i] = 0.0f;
+        int ok = fabs(v) < limit;          /* false for NaN and Inf */
+        double x = ok ? v * scale : 0.0;   /* v * 2^F is exact */
+        a[i] += (int64_t)((x + round_magic) - round_magic);
+        g[i] = ok ? 0.0f : g[i];
+        bad |= !ok;
     }
     ar->st.t_convert += MPI_Wtime() - t0;
     if (!bad) return 0;
@@ -243,11 +249,11 @@ static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
         if (g[i] == 0.0f) continue;   /* folded */
         int t = tensor_at(ar->p, off + i);
         return ag_err("allreduce (exact mode): gradient of '%s' element %zu is %g, outside the "
-                      "fixed-point range |g| < %g (exact_frac_bits %d, or the accumulated sum "
-                      "overflowed); lower exact_frac_bits or use AG_AR_SUM",
-                      ar->p->t[t].name, off + i - ar->p->t[t].offset, (double)g[i], limit, F);
+                      "fixed-point range |g| < %g (exact_frac_bits %d); lower exact_frac_bits or "
+                      "use AG_AR_SUM", ar->p->t[t].name, off + i - ar->p->t[t].offset, (double)g[i],
+                      limit, F);
     }
-    return ag_err("allreduce (exact mode): fixed-point overflow in [%zu, %zu)", off, off + cnt);
+    return ag_err("allreduce (exact mode): out-of-range gradient in [%zu, %zu)", off, off + cnt);
 }
 
 int ag_ar_accumulate(ag_ar *ar) {
@@ -262,19 +268,25 @@ int ag_ar_accumulate(ag_ar *ar) {
 static int start_bucket(ag_ar *ar, int b) {
     ar_bucket *k = &ar->b[b];
     int rc;
+    void *buf = ar->p->grad + k->off;
+    MPI_Datatype type = MPI_FLOAT;
     if (ar->cfg.mode == AG_AR_EXACT) {
         if (fold_span(ar, k->off, k->cnt)) return -1;
-        double t0 = MPI_Wtime();
-        rc = MPI_Iallreduce(MPI_IN_PLACE, ar->acc + k->off, (int)k->cnt, MPI_INT64_T, MPI_SUM,
-                            ar->comm, &k->req);
-        k->t_start = MPI_Wtime();
-        ar->st.t_mpi += k->t_start - t0;
-    } else {
-        double t0 = MPI_Wtime();
-        rc = MPI_Iallreduce(MPI_IN_PLACE, ar->p->grad + k->off, (int)k->cnt, MPI_FLOAT, MPI_SUM,
-                            ar->comm, &k->req);
-        k->t_start = MPI_Wtime();
-        ar->st.t_mpi += k->t_start - t0;
+        buf = ar->acc + k->off;
+        type = MPI_INT64_T;
+    }
+    double t0 = MPI_Wtime();
+    if (ar->cfg.overlap)
+        rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)k->cnt, type, MPI_SUM, ar->comm, &k->req);
+    else
+        rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)k->cnt, type, MPI_SUM, ar->comm);
+    k->t_start = MPI_Wtime();
+    ar->st.t_mpi += k->t_start - t0;
+    if (!ar->cfg.overlap) {
+        /* Blocking: complete already; all of it was exposed wait. */
+        k->done = 1;
+        ar->st.t_flight += k->t_start - t0;
+        ar->st.t_wait += k->t_start - t0;
     }
     if (rc != MPI_SUCCESS)
         return ag_err("allreduce: MPI_Iallreduce of bucket %d (%zu values) failed", b, k->cnt);
@@ -285,6 +297,7 @@ static int start_bucket(ag_ar *ar, int b) {
 
 /* Start buckets in order while the next one is complete. */
 static int start_ready(ag_ar *ar, int force) {
+    if (!ar->cfg.overlap && !force) return 0;   /* everything waits for ag_ar_finish */
     while (ar->next_start < ar->nb) {
         ar_bucket *k = &ar->b[ar->next_start];
         if (!force && k->n_ready < k->n_tensors) break;
@@ -338,7 +351,8 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
         k->done = 1;
         ar->st.t_flight += t1 - k->t_start;
     }
-    ar->st.t_wait += MPI_Wtime() - tw;
+    /* (Without overlap the blocking reductions counted their own time as wait.) */
+    if (ar->cfg.overlap) ar->st.t_wait += MPI_Wtime() - tw;
     ar->in_step = 0;
     ar->any_started = 0;
     if (rc) return rc;
@@ -349,9 +363,10 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
         double t0 = MPI_Wtime();
         const int64_t *a = ar->acc;
         const int F = ar->cfg.exact_frac_bits;
-        const double cnt = (double)global_count;
+        const double cnt = (double)global_count, unscale = ldexp(1.0, -F);
+        /* (double)a * 2^-F equals ldexp((double)a, -F) exactly (no subnormals: |a| >= 1). */
         #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) g[i] = (float)(ldexp((double)a[i], -F) / cnt);
+        for (size_t i = 0; i < n; i++) g[i] = (float)((double)a[i] * unscale / cnt);
         ar->st.t_convert += MPI_Wtime() - t0;
     } else if (global_count != 1) {
         const double inv = 1.0 / (double)global_count;

@@ -62,6 +62,9 @@ typedef struct {
     size_t first_bucket_bytes; /* default 1 MiB */
     size_t bucket_bytes;       /* default 25 MiB */
     int exact_frac_bits;       /* AG_AR_EXACT: F, fraction bits of the fixed point (1..40) */
+    int overlap;               /* 1 (default): start buckets during the backward pass; 0: reduce
+                                  them all in ag_ar_finish with blocking MPI_Allreduce (same sums;
+                                  faster where ranks share a node's cores, see docs/dist.md) */
 } ag_ar_config;
 
 /* Timing, accumulated over steps (seconds of wall time, MPI_Wtime). */

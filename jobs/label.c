@@ -353,7 +353,7 @@ int ag_cmd_label(int argc, char **argv) {
                           "(logits, probabilities and labels). Run again on the same --out to resume.",
                           label_opts, argc, argv);
     if (rc) {
-        if (rc < 0) fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
+        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());   /* the message names the program */
         return rc > 0 ? 0 : AG_EXIT_USAGE;
     }
     label_cfg c;

@@ -51,12 +51,14 @@ static void word_of(int s, int c, int k, int concepts, char *buf, size_t n) {
     snprintf(buf, n, "%s%s%s", syll[h % N_SYLL], syll[(h / N_SYLL) % N_SYLL], syll[h / (N_SYLL * N_SYLL)]);
 }
 
+static float g_filler_rate = 0.4f;
+
 static void render(const meaning *m, uint64_t seed, uint64_t key, int concepts, char *out, size_t n) {
     char w[32];
     size_t len = 0;
     out[0] = 0;
     for (int s = 0; s < N_SLOT; s++) {
-        if (ag_rng_uniform(seed, AG_RNG_NOISE, key, S_FILL_P, (uint64_t)s) < 0.4f)
+        if (ag_rng_uniform(seed, AG_RNG_NOISE, key, S_FILL_P, (uint64_t)s) < g_filler_rate)
             len += (size_t)snprintf(out + len, n - len, "%s ",
                                     fillers[ag_rng_u32(seed, AG_RNG_NOISE, key, S_FILL_W, (uint64_t)s) % N_FILL]);
         word_of(s, m->c[s], (int)(ag_rng_u32(seed, AG_RNG_NOISE, key, S_SYN, (uint64_t)s) % N_SYN), concepts, w,
@@ -186,6 +188,7 @@ static const ag_cli_opt opts[] = {
     {"dev", "N", "evaluation pairs with a similarity score in [0, 1]", "1000", 0},
     {"test", "N", "held-out labelled pairs (like gold)", "500", 0},
     {"concepts", "N", "concepts per slot (3 slots, 3 synonyms each)", "12", 0},
+    {"fillers", "P", "probability of a filler word before each slot's word", "0.4", 0},
     {"seed", "N", "seed of every text and of the model's initialisation", "1", 0},
     {"hidden", "N", "model: hidden size", "64", 0},
     {"layers", "N", "model: layers", "2", 0},
@@ -219,6 +222,10 @@ int ag_cmd_synth(int argc, char **argv) {
     if (!rc && (concepts < 2 || concepts > MAX_CONCEPTS))
         rc = ag_err("--concepts: expected 2..%d, got %ld", MAX_CONCEPTS, concepts);
     if (!rc && seed < 0) rc = ag_err("--seed: expected a number >= 0");
+    double fr = 0.4;
+    if (!rc) rc = ag_cli_double(&c, "fillers", &fr);
+    if (!rc && !(fr >= 0 && fr <= 1)) rc = ag_err("--fillers: expected a probability in [0, 1], got %g", fr);
+    g_filler_rate = (float)fr;
     if (!rc && size[4] < 16) rc = ag_err("--positions: expected at least 16 (the longest sentence has 8 words)");
     if (rc) {
         fprintf(stderr, "argent synth: %s\n", ag_errmsg());

@@ -372,7 +372,7 @@ int ag_cmd_train_cross(int argc, char **argv) {
                           "MPI ranks. --out is a run directory: rerunning the command resumes it.",
                           xopts, argc, argv);
     if (rc) {
-        if (rc < 0) fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
+        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());   /* the message names the program */
         return rc > 0 ? 0 : AG_EXIT_USAGE;
     }
     ag_engine_config ec;

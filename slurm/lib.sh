@@ -44,7 +44,8 @@ ag_on_signal() {
     AG_SIGNAL=$1
     [ "$1" = TERM ] && AG_TERMINATED=1
     if [ -n "$AG_PID" ]; then
-        ag_log "received SIG$1: asking the program to checkpoint and stop (SIGUSR1 to srun pid $AG_PID)"
+        ag_log "received SIG$1: asking the program to checkpoint and stop" \
+               "(SIGUSR1 to srun pid $AG_PID)"
         kill -USR1 "$AG_PID" 2>/dev/null
     else
         AG_UNSENT=1   # between `srun &` and AG_PID=$!: forwarded right after
@@ -59,7 +60,8 @@ ag_requeue() {
         exit "$AG_REQUEUE_CODE"
     fi
     if [ "$restarts" -ge "$max" ]; then
-        ag_log "error: stage '$stage' stopped again after $restarts restarts (ARGENT_MAX_REQUEUES=$max): not requeued"
+        ag_log "error: stage '$stage' stopped again after $restarts restarts" \
+               "(ARGENT_MAX_REQUEUES=$max): not requeued"
         exit "$AG_REQUEUE_CODE"
     fi
     ag_log "stage '$stage': requeueing job $SLURM_JOB_ID (restart $((restarts + 1)))"
@@ -68,7 +70,8 @@ ag_requeue() {
         # only seen if it does not.
         exit 0
     fi
-    ag_log "error: 'scontrol requeue $SLURM_JOB_ID' failed; the job ends here (resubmit it to resume from the checkpoint)"
+    ag_log "error: 'scontrol requeue $SLURM_JOB_ID' failed; the job ends here" \
+           "(resubmit it to resume from the checkpoint)"
     exit "$AG_REQUEUE_CODE"
 }
 
@@ -115,7 +118,7 @@ ag_array_args() {
     # Without these options every task would label every chunk into the same directory,
     # which the chunk engine does not allow (one job per output directory at a time).
     local prog
-    if prog=$(ag_find_argent) && ! $prog label --help 2>/dev/null | grep -q -- '--array-task'; then
+    if prog=$(ag_find_argent) && ! "$prog" label --help 2>/dev/null | grep -q -- '--array-task'; then
         ag_log "error: this argent's label stage has no --array-task option, so it cannot run as a" \
                "job array: label as one job with several tasks or nodes (--ntasks, --nodes) instead"
         return 1
@@ -134,7 +137,8 @@ ag_slurm_run() {
     trap 'ag_on_signal TERM' TERM
     ag_slurm_env
     if ! prog=$(ag_find_argent); then
-        ag_log "error: the argent program was not found: set ARGENT=/path/to/argent (sbatch --export=ALL,ARGENT=...) or put argent on PATH"
+        ag_log "error: the argent program was not found: set ARGENT=/path/to/argent" \
+               "(sbatch --export=ALL,ARGENT=...) or put argent on PATH"
         exit 2
     fi
     ag_log "stage '$stage': job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ (array task $SLURM_ARRAY_TASK_ID)}," \
@@ -152,9 +156,9 @@ ag_slurm_run() {
         ag_requeue "$stage"
     fi
     ag_log "run: srun --mpi=pmix ${ARGENT_SRUN_ARGS:+$ARGENT_SRUN_ARGS }$prog $stage$(printf ' %q' "$@")"
-    # shellcheck disable=SC2086  # ARGENT_SRUN_ARGS is a word list on purpose
     AG_UNSENT=""
-    srun --mpi=pmix ${ARGENT_SRUN_ARGS:-} $prog "$stage" "$@" &
+    # shellcheck disable=SC2086  # ARGENT_SRUN_ARGS is a word list on purpose
+    srun --mpi=pmix ${ARGENT_SRUN_ARGS:-} "$prog" "$stage" "$@" &
     AG_PID=$!
     if [ -n "$AG_UNSENT" ]; then
         sleep 2   # let srun install its own signal handlers first

@@ -18,6 +18,7 @@ dist_program(test_dist_gather ${DIST_SRC}/test_dist_gather.c)
 dist_program(test_dist_chunks ${DIST_SRC}/test_dist_chunks.c)
 dist_program(test_dist_stop ${DIST_SRC}/test_dist_stop.c)
 dist_program(dist_driver ${DIST_SRC}/dist_driver.c)
+dist_program(bench_dist_allreduce ${DIST_SRC}/bench_dist_allreduce.c)   # not a test; see the file
 
 set(DIST_TESTS)
 foreach(np 1 2 3 4)

@@ -30,3 +30,24 @@ add_test(NAME cross_train
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cross/test_train_cross.sh $<TARGET_FILE:argent> ${MPIEXEC_EXECUTABLE}
                  ${CROSS_WORK}/tiny ${CROSS_WORK}/train)
 set_tests_properties(cross_train PROPERTIES FIXTURES_REQUIRED cross_tiny TIMEOUT 600)
+
+# Bad inputs: clear errors, non-zero exits, earlier outputs untouched (test_cross_errors.sh).
+add_test(NAME cross_errors
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cross/test_cross_errors.sh $<TARGET_FILE:argent> ${MPIEXEC_EXECUTABLE}
+                 ${CROSS_WORK}/tiny ${CROSS_WORK}/errors)
+set_tests_properties(cross_errors PROPERTIES FIXTURES_REQUIRED cross_tiny TIMEOUT 600)
+
+# train-cross -> export --format cross-encoder -> CrossEncoder(DIR).predict == argent label's
+# scores (skips, 77, without sentence-transformers / torch / h5py).
+add_test(NAME cross_export_parity
+         COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cross/check_export.py $<TARGET_FILE:argent> ${MPIEXEC_EXECUTABLE}
+                 ${CROSS_WORK}/tiny ${CROSS_WORK}/export)
+set_tests_properties(cross_export_parity PROPERTIES FIXTURES_REQUIRED cross_tiny SKIP_RETURN_CODE 77 TIMEOUT 600
+                     ENVIRONMENT "HF_HUB_OFFLINE=1;TRANSFORMERS_OFFLINE=1;OMP_NUM_THREADS=1")
+
+set(CROSS_TESTS cross_make_tiny cross_glue cross_label cross_train cross_errors cross_export_parity test_evaluate_cross)
+# Open MPI / HDF5 runtime leaks are not argent's (tests/lsan.supp); faults are the tests' own.
+set_property(TEST ${CROSS_TESTS} APPEND PROPERTY ENVIRONMENT
+             "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
+             "ASAN_OPTIONS=fast_unwind_on_malloc=0" "ARGENT_FAULT=" "OMPI_MCA_mpi_yield_when_idle=1")
+set_property(TEST ${CROSS_TESTS} APPEND PROPERTY LABELS cross)

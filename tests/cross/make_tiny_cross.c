@@ -180,6 +180,13 @@ int main(int argc, char **argv) {
     }
     snprintf(dir, sizeof dir, "%s", argv[1]);
     int pool = argc > 2 ? atoi(argv[2]) : 1000;
+    /* mkdir -p */
+    for (char *s = dir + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(dir, 0777);
+            *s = '/';
+        }
     mkdir(dir, 0777);
     if (write_vocab()) goto fail;
     ag_tokenizer *tk = ag_tokenizer_load(path("vocab.txt"), 1);

@@ -53,8 +53,10 @@ expect "label: --positive beyond the labels" 1 "positive 5: the model has 2 labe
 expect "label: bad --threshold" 2 "threshold" -- mpi $L --model "$TINY/cross.h5" --data "$TINY/pool.h5" --threshold 1.5
 expect "label: bad --chunk-size" 2 "chunk-size" -- mpi $L --model "$TINY/cross.h5" --data "$TINY/pool.h5" --chunk-size 0
 expect "label: unknown option" 2 "unknown option" -- mpi $L --model "$TINY/cross.h5" --data "$TINY/pool.h5" --bogus 1
+cp "$TINY/pool.h5" "$W/input.h5"
+before=$(snapshot)
 expect "label: output over the input" 1 "would overwrite an input" -- \
-    mpi "$ARGENT" label --model "$TINY/cross.h5" --data "$W/silver.h5" --out "$W/silver.h5"
+    mpi "$ARGENT" label --model "$TINY/cross.h5" --data "$W/input.h5" --out "$W/input.h5"
 expect "label: output directory missing" 1 "does not exist" -- \
     mpi "$ARGENT" label --model "$TINY/cross.h5" --data "$TINY/pool.h5" --out "$W/no/such/dir/s.h5"
 # A work directory of another run (other settings) is refused, not mixed.
@@ -68,8 +70,8 @@ T="$ARGENT train-cross --out $W/run --steps 5"
 expect "train-cross: missing pretrained model" 1 "nope.h5" -- mpi $T --model "$TINY/nope.h5" --train "$TINY/train.h5"
 expect "train-cross: unlabeled training pairs" 1 "pool.h5: has no labels" -- mpi $T --model "$TINY/bi.h5" --train "$TINY/pool.h5"
 expect "train-cross: sentences only" 1 "sentences.h5: holds no pairs" -- mpi $T --model "$TINY/bi.h5" --train "$TINY/sentences.h5"
-expect "train-cross: class ids beyond --num-labels" 1 "wants labels in" -- \
-    mpi $T --model "$TINY/bi.h5" --train "$TINY/train.h5" --num-labels 1 --dev "$TINY/pool.h5"
+expect "train-cross: unlabeled dev pairs" 1 "dev $TINY/pool.h5: has no labels" -- \
+    mpi $T --model "$TINY/bi.h5" --train "$TINY/train.h5" --dev "$TINY/pool.h5"
 expect "train-cross: bad --max-length" 2 "max-length" -- mpi $T --model "$TINY/bi.h5" --train "$TINY/train.h5" --max-length 2
 expect "train-cross: --label-names count" 1 "label-names: 1 names for 2 labels" -- \
     mpi $T --model "$TINY/bi.h5" --train "$TINY/train.h5" --label-names only

@@ -188,6 +188,16 @@ static void test_sum(ag_params *p, const ag_comm *c, float *ref) {
     ag_log0("allreduce stats over 4 steps: %d buckets, %zu bytes/step, mpi %.6f s, wait %.6f s, in flight %.6f s",
             st.n_buckets, st.bytes, st.t_mpi, st.t_wait, st.t_flight);
 
+    /* Without overlap (blocking reductions in finish): the same sums. */
+    ag_ar *blk = NULL;
+    ag_ar_config bcfg = cfg;
+    bcfg.overlap = 0;
+    ag_ar_create(&blk, p, &bcfg, c->world);
+    reference_sum(p, KIND_EIGHTHS, G, ref);
+    check_true("blocking-bucket step returns 0", step_sum(blk, p, c, KIND_EIGHTHS, G, 1, 2) == 0);
+    check_true("overlap off: same exact sums", !memcmp(p->grad, ref, p->total * sizeof *ref));
+    ag_ar_free(blk);
+
     /* Misuse is reported, not crashed on. */
     ag_ar_begin(ar);
     int r1 = ag_ar_ready(ar, 5), r2 = ag_ar_ready(ar, 5), r3 = ag_ar_ready(ar, 99);

@@ -8,7 +8,8 @@
 // fiber runs until it reaches a barrier, then the next one runs; a barrier opens when all
 // its threads have arrived. This is deterministic and cheap, and a deadlock (a barrier
 // that can never open) is reported with the kernel's name instead of hanging. Builds with
-// AddressSanitizer tell it about every stack switch (its fiber interface).
+// AddressSanitizer tell it about every stack switch (its fiber interface); ASan still
+// prints its one-time "doesn't fully support makecontext/swapcontext" warning.
 #include "tests/gpu/emu/cuda_emu.h"
 
 #include <cblas.h>
