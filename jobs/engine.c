@@ -3,6 +3,7 @@
 #include "jobs/engine.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -315,12 +316,32 @@ static int save_model(ag_engine *e, const char *path) {
     return rc;
 }
 
+/* Whether dir holds a file named like a complete checkpoint (ckpt-<digits>.h5). Asked before
+ * ag_ckpt_latest so that a missing or empty directory (a run killed during its first
+ * checkpoint leaves only a .tmp) is a fresh start without going through the listing. */
+static int any_checkpoint(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        size_t n = strlen(nm);
+        if (n > 8 && !strncmp(nm, "ckpt-", 5) && !strcmp(nm + n - 3, ".h5")) {
+            found = 1;
+            for (size_t i = 5; i < n - 3; i++) found &= nm[i] >= '0' && nm[i] <= '9';
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* Collective: resume from the newest checkpoint, or start fresh from rank 0's parameters.
  * *resumed = 1 when a checkpoint was loaded. */
 static int load_or_broadcast(ag_engine *e, int *resumed) {
     char path[PATH_CAP] = "";
     int found = 0, rc = 0;
-    if (e->rank == 0 && e->cfg.resume) {
+    if (e->rank == 0 && e->cfg.resume && any_checkpoint(e->ckpt_dir)) {
         found = ag_ckpt_latest(e->ckpt_dir, path, sizeof path);
         if (found < 0) rc = -1;
     }
@@ -582,8 +603,7 @@ static int one_step(ag_engine *e) {
 
 int ag_engine_run(ag_engine *e) {
     int rc = 0;
-    if (e->rank == 0) rc = mkdir_p(e->out_dir);
-    if (!rc && e->rank == 0) rc = mkdir_one(e->ckpt_dir);
+    if (e->rank == 0) rc = mkdir_p(e->out_dir);  /* checkpoints/ is made by the first save */
     if (agree(e, rc)) return -1;
     e->mx = ag_metrics_open(e->out_dir, e->cfg.stage, e->total, e->cfg.log_every, e->rank == 0, e->cfg.tty);
     if (agree(e, e->mx ? 0 : -1)) return -1;

@@ -13,6 +13,8 @@ SUDO=""
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
       libhdf5-openmpi-dev hdf5-tools libjansson-dev libutf8proc-dev python3 python3-pip
       gnuplot-nox)
+# Slurm (controller + node daemon) for the tests that run the batch scripts under a real Slurm.
+[ $want_test = 1 ] && debs+=(slurm-wlm)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

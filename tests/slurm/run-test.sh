@@ -50,7 +50,9 @@ rm -rf "$work"
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 export OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1 ARGENT_FAULT=
-unset ARGENT ARGENT_SLURM_DIR SLURM_JOB_ID SLURM_CONF
+# Nothing from an outer Slurm job (CI may itself run inside one) may reach these jobs.
+for v in $(compgen -e | grep -E '^(SLURM|SBATCH|SRUN|SALLOC)_'); do unset "$v"; done
+unset ARGENT ARGENT_SLURM_DIR
 
 say() { echo "run-test[$case_name] ${SECONDS}s: $*"; }
 skip() { echo "run-test[$case_name]: SKIP: $*" >&2; exit 77; }

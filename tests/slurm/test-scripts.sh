@@ -15,7 +15,9 @@ work=${1:?usage: test-scripts.sh WORKDIR}/scripts
 rm -rf "$work"
 mkdir -p "$work/bin"
 work=$(cd "$work" && pwd)
-unset SLURM_CONF SLURM_ARRAY_TASK_ID SLURM_RESTART_COUNT SLURM_CPUS_PER_TASK ARGENT_SLURM_DIR
+# Nothing from an outer Slurm job (CI may itself run inside one) may reach these jobs.
+for v in $(compgen -e | grep -E '^(SLURM|SBATCH|SRUN|SALLOC)_'); do unset "$v"; done
+unset ARGENT ARGENT_SLURM_DIR
 
 # Fake srun: log the thread variables and the command, then become the program (so a
 # signal to "srun" reaches it, as srun forwards it).
