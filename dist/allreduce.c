@@ -76,6 +76,8 @@ struct ag_ar {
     int next_start;          /* first bucket not started this step */
     int in_step;
     int any_started;
+    int failed;              /* a local error this step; ag_ar_finish makes every rank see it */
+    char errmsg[512];        /* the first such error's message */
     ag_ar_stats st;
 };
 
@@ -207,6 +209,7 @@ int ag_ar_begin(ag_ar *ar) {
     ar->next_start = 0;
     ar->in_step = 1;
     ar->any_started = 0;
+    ar->failed = 0;
     return 0;
 }
 
@@ -256,22 +259,31 @@ static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
     return ag_err("allreduce (exact mode): out-of-range gradient in [%zu, %zu)", off, off + cnt);
 }
 
+/* Remember the first local error of the step (returns -1). */
+static int note_failure(ag_ar *ar) {
+    if (!ar->failed) snprintf(ar->errmsg, sizeof ar->errmsg, "%s", ag_errmsg());
+    ar->failed = 1;
+    return -1;
+}
+
 int ag_ar_accumulate(ag_ar *ar) {
     if (!ar->in_step) return ag_err("ag_ar_accumulate: outside a step (call ag_ar_begin first)");
     if (ar->cfg.mode != AG_AR_EXACT) return 0;
     if (ar->any_started)
         return ag_err("ag_ar_accumulate: a bucket already started this step; accumulate earlier "
                       "micro-batches before reporting the last one's tensors ready");
-    return fold_span(ar, 0, ar->p->total);
+    return fold_span(ar, 0, ar->p->total) ? note_failure(ar) : 0;
 }
 
 static int start_bucket(ag_ar *ar, int b) {
     ar_bucket *k = &ar->b[b];
-    int rc;
+    int rc, bad = 0;
     void *buf = ar->p->grad + k->off;
     MPI_Datatype type = MPI_FLOAT;
     if (ar->cfg.mode == AG_AR_EXACT) {
-        if (fold_span(ar, k->off, k->cnt)) return -1;
+        /* On a range error the bucket is still reduced: the other ranks are already in this
+         * collective, and skipping it would mismatch every later one. */
+        bad = fold_span(ar, k->off, k->cnt) ? note_failure(ar) : 0;
         buf = ar->acc + k->off;
         type = MPI_INT64_T;
     }
@@ -292,19 +304,21 @@ static int start_bucket(ag_ar *ar, int b) {
         return ag_err("allreduce: MPI_Iallreduce of bucket %d (%zu values) failed", b, k->cnt);
     k->started = 1;
     ar->any_started = 1;
-    return 0;
+    return bad;
 }
 
 /* Start buckets in order while the next one is complete. */
 static int start_ready(ag_ar *ar, int force) {
     if (!ar->cfg.overlap && !force) return 0;   /* everything waits for ag_ar_finish */
+    int rc = 0;
     while (ar->next_start < ar->nb) {
         ar_bucket *k = &ar->b[ar->next_start];
         if (!force && k->n_ready < k->n_tensors) break;
-        if (start_bucket(ar, ar->next_start)) return -1;
+        /* A failed bucket was still started: keep going so the collectives stay matched. */
+        if (start_bucket(ar, ar->next_start) && !rc) rc = -1;
         ar->next_start++;
     }
-    return 0;
+    return rc;
 }
 
 int ag_ar_progress(ag_ar *ar) {
@@ -355,7 +369,16 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
     if (ar->cfg.overlap) ar->st.t_wait += MPI_Wtime() - tw;
     ar->in_step = 0;
     ar->any_started = 0;
-    if (rc) return rc;
+    /* Agree on failure: a rank whose gradients are unusable must not be the only one to
+     * stop, or the others would wait for it in the next collective. */
+    if (rc) note_failure(ar);
+    int mine = ar->failed, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, ar->comm);
+    if (any) {
+        if (mine) return ag_err("%s", ar->errmsg);
+        return ag_err("allreduce: another rank failed in this step (see its message); the summed "
+                      "gradients are not usable");
+    }
 
     float *g = ar->p->grad;
     size_t n = ar->p->total;

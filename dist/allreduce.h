@@ -97,7 +97,9 @@ int ag_ar_ready(ag_ar *ar, int t);
 /* Let outstanding reductions advance (MPI_Test). Cheap; call between layers. */
 int ag_ar_progress(ag_ar *ar);
 /* Start what is left, wait for everything, scale by 1/global_count. The gradient buffer
- * then holds the global mean gradient on every rank. */
+ * then holds the global mean gradient on every rank. If any rank hit an error this step
+ * (EXACT range errors; its buckets were still reduced so the collectives stay matched), a
+ * one-int MPI_Allreduce makes ag_ar_finish return -1 on EVERY rank. */
 int ag_ar_finish(ag_ar *ar, int64_t global_count);
 
 int ag_ar_bucket_count(const ag_ar *ar);

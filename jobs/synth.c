@@ -7,9 +7,10 @@
  * ("kalomi", ...), with filler words sprinkled in ("the", "quickly", ...). Meaning, not
  * surface, decides similarity, so a model has to learn the synonym sets:
  *   gold.tsv    labelled pairs: label 1 when both sentences state the same meaning
- *               (paraphrases, about a third of the pairs), else 0 (NLI-like gold)
+ *               (paraphrases, about a third of the pairs), else 0 (NLI-like gold), and
+ *               score, the fraction of the three slots whose meaning the two share
  *   pairs.tsv   unlabelled pairs drawn the same way (the pair space to label silver)
- *   test.tsv    more labelled pairs like gold.tsv, held out (the cross-encoder's accuracy)
+ *   test.tsv    more labelled pairs like gold.tsv, held out (the cross-encoder's evaluation)
  *   dev.tsv     pairs with an STS-like score: the fraction of the three slots the two
  *               meanings share (0, 1/3, 2/3, 1)
  *   vocab.txt   the five special tokens, the fillers and every word (one WordPiece each)
@@ -52,6 +53,7 @@ static void word_of(int s, int c, int k, int concepts, char *buf, size_t n) {
 }
 
 static float g_filler_rate = 0.4f;
+static int g_synonyms = N_SYN;   /* synonyms used per concept (the vocab always has N_SYN) */
 
 static void render(const meaning *m, uint64_t seed, uint64_t key, int concepts, char *out, size_t n) {
     char w[32];
@@ -61,7 +63,7 @@ static void render(const meaning *m, uint64_t seed, uint64_t key, int concepts, 
         if (ag_rng_uniform(seed, AG_RNG_NOISE, key, S_FILL_P, (uint64_t)s) < g_filler_rate)
             len += (size_t)snprintf(out + len, n - len, "%s ",
                                     fillers[ag_rng_u32(seed, AG_RNG_NOISE, key, S_FILL_W, (uint64_t)s) % N_FILL]);
-        word_of(s, m->c[s], (int)(ag_rng_u32(seed, AG_RNG_NOISE, key, S_SYN, (uint64_t)s) % N_SYN), concepts, w,
+        word_of(s, m->c[s], (int)(ag_rng_u32(seed, AG_RNG_NOISE, key, S_SYN, (uint64_t)s) % (uint32_t)g_synonyms), concepts, w,
                 sizeof w);
         len += (size_t)snprintf(out + len, n - len, "%s ", w);
     }
@@ -99,16 +101,17 @@ static int close_tmp(FILE *f, const char *tmp, const char *path) {
     return 0;
 }
 
-/* kind 0: gold (label 0/1), 1: unlabelled pairs, 2: dev (score), 3: test (label 0/1). */
+/* kind 0: gold (label 0/1 and score), 1: unlabelled pairs, 2: dev (score), 3: test (as gold). */
 static int write_pairs(const char *dir, const char *name, int kind, int64_t rows, uint64_t seed, int concepts) {
     char path[4200], tmp[4300], a[256], b[256];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = open_tmp(path, tmp, sizeof tmp);
     if (!f) return -1;
-    fprintf(f, kind == 1 ? "sentence1\tsentence2\n" : "sentence1\tsentence2\t%s\n", kind == 2 ? "score" : "label");
+    fprintf(f, "%s", kind == 1 ? "sentence1\tsentence2\n" : kind == 2 ? "sentence1\tsentence2\tscore\n"
+                                                             : "sentence1\tsentence2\tlabel\tscore\n");
     for (int64_t i = 0; i < rows; i++) {
         int same = make_pair(seed, kind, i, concepts, a, b, sizeof a);
-        if (kind == 0 || kind == 3) fprintf(f, "%s\t%s\t%d\n", a, b, same == N_SLOT);
+        if (kind == 0 || kind == 3) fprintf(f, "%s\t%s\t%d\t%.6f\n", a, b, same == N_SLOT, (double)same / N_SLOT);
         else if (kind == 1) fprintf(f, "%s\t%s\n", a, b);
         else fprintf(f, "%s\t%s\t%.6f\n", a, b, (double)same / N_SLOT);
     }
@@ -188,6 +191,7 @@ static const ag_cli_opt opts[] = {
     {"dev", "N", "evaluation pairs with a similarity score in [0, 1]", "1000", 0},
     {"test", "N", "held-out labelled pairs (like gold)", "500", 0},
     {"concepts", "N", "concepts per slot (3 slots, 3 synonyms each)", "12", 0},
+    {"synonyms", "N", "words per concept used in the texts (1..3)", "3", 0},
     {"fillers", "P", "probability of a filler word before each slot's word", "0.4", 0},
     {"seed", "N", "seed of every text and of the model's initialisation", "1", 0},
     {"hidden", "N", "model: hidden size", "64", 0},
@@ -226,6 +230,10 @@ int ag_cmd_synth(int argc, char **argv) {
     if (!rc) rc = ag_cli_double(&c, "fillers", &fr);
     if (!rc && !(fr >= 0 && fr <= 1)) rc = ag_err("--fillers: expected a probability in [0, 1], got %g", fr);
     g_filler_rate = (float)fr;
+    long syn = N_SYN;
+    if (!rc) rc = ag_cli_long(&c, "synonyms", &syn);
+    if (!rc && (syn < 1 || syn > N_SYN)) rc = ag_err("--synonyms: expected 1..%d, got %ld", N_SYN, syn);
+    g_synonyms = (int)syn;
     if (!rc && size[4] < 16) rc = ag_err("--positions: expected at least 16 (the longest sentence has 8 words)");
     if (rc) {
         fprintf(stderr, "argent synth: %s\n", ag_errmsg());

@@ -249,7 +249,26 @@ static void test_exact(ag_params *p, const ag_comm *c, float *ref) {
     rc = ag_ar_accumulate(ar);
     check_true("exact: NaN is an error naming the tensor", rc == -1 && strstr(ag_errmsg(), "layer.9.bias"));
     ag_params_zero_grad(p);
-    check_true("exact: finish after a local error still completes", ag_ar_finish(ar, 1) == 0);
+    check_true("exact: after a local error, finish fails on every rank (no hang)", ag_ar_finish(ar, 1) == -1 &&
+                                                                                     strstr(ag_errmsg(), "layer.7.weight"));
+
+    /* Only the last rank sees an Inf, in a bucket started through ready(): the collectives
+     * stay matched and every rank learns that the step failed. */
+    ag_ar_begin(ar);
+    ag_params_zero_grad(p);
+    if (c->rank == c->size - 1) p->grad[p->t[20].offset + 1] = INFINITY;
+    int rr = report_ready(ar, p, 0, 0, c->rank);
+    rc = ag_ar_finish(ar, 1);
+    if (c->rank == c->size - 1)
+        check_true("exact: the rank with the Inf reports it, naming the tensor",
+                   rr == -1 && rc == -1 && strstr(ag_errmsg(), "layer.20.bias"));
+    else
+        check_true("exact: the other ranks fail the step too", rr == 0 && rc == -1 && strstr(ag_errmsg(), "another rank"));
+
+    /* The next step is clean again. */
+    reference_exact(p, KIND_EIGHTHS, 5, cfg.exact_frac_bits, ref);
+    check_true("exact: a clean step after a failed one", step_exact(ar, p, c, KIND_EIGHTHS, 5) == 0 &&
+                                                            !memcmp(p->grad, ref, p->total * sizeof *ref));
     ag_ar_free(ar);
 }
 

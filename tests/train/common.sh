@@ -11,11 +11,11 @@ fail() { echo "FAIL: $*"; exit 1; }
 prep() {
     mkdir -p "$WORK"
     local common=(--format tsv --header no --a 0 --b 1 --vocab "$VOCAB" --quiet)
-    "$ARGENT" prepare --input "$HERE/pairs.tsv" "${common[@]}" --label 2 --out "$WORK/pairs.h5" >/dev/null || fail "prepare pairs"
-    "$ARGENT" prepare --input "$HERE/sts.tsv" "${common[@]}" --label 2 --out "$WORK/sts.h5" >/dev/null || fail "prepare sts"
-    "$ARGENT" prepare --input "$HERE/pairs.tsv" "${common[@]}" --label 3 --label-kind class --out "$WORK/cls.h5" \
+    mpi 1 "$ARGENT" prepare --input "$HERE/pairs.tsv" "${common[@]}" --label 2 --out "$WORK/pairs.h5" >/dev/null || fail "prepare pairs"
+    mpi 1 "$ARGENT" prepare --input "$HERE/sts.tsv" "${common[@]}" --label 2 --out "$WORK/sts.h5" >/dev/null || fail "prepare sts"
+    mpi 1 "$ARGENT" prepare --input "$HERE/pairs.tsv" "${common[@]}" --label 3 --label-kind class --out "$WORK/cls.h5" \
         >/dev/null || fail "prepare classes"
-    "$ARGENT" prepare --input "$HERE/sts.tsv" "${common[@]}" --label 3 --label-kind class --out "$WORK/sts_cls.h5" \
+    mpi 1 "$ARGENT" prepare --input "$HERE/sts.tsv" "${common[@]}" --label 3 --label-kind class --out "$WORK/sts_cls.h5" \
         >/dev/null || fail "prepare sts classes"
 }
 

@@ -39,7 +39,7 @@ mpi 2 "$ARGENT" eval --model "$WORK/run/model.h5" --data "$WORK/sts_cls.h5" --ta
 for m in cosine_accuracy cosine_f1 cosine_ap max_ap; do
     v=$(get "$WORK/bin.csv" $m); [ -n "$v" ] || fail "binary CSV lacks $m"
 done
-"$ARGENT" export "$WORK/run/model.h5" "$WORK/st" --format sentence-transformers >/dev/null || fail "export"
+mpi 1 "$ARGENT" export "$WORK/run/model.h5" "$WORK/st" --format sentence-transformers >/dev/null || fail "export"
 [ -f "$WORK/st/modules.json" ] || fail "export wrote no modules.json"
 python3 "$HERE/check_export.py" "$WORK/st" "$WORK/emb1.h5" "$WORK/sts.h5"; rc=$?
 [ $rc = 0 ] || [ $rc = 77 ] || fail "exported model does not reproduce argent's embeddings"

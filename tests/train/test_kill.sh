@@ -5,7 +5,8 @@
 # land inside them) is started again and again in the same directory and killed:
 #   - 4 times by fault injection exactly between a checkpoint's fsync and its rename
 #     (kill:rank=0:ckpt=S), the most delicate moment;
-#   - 10 times with SIGKILL to rank 0 (the writer) or to the other rank after a random delay.
+#   - 10 times with SIGKILL to rank 0 (the writer) or to the other rank, at a random moment
+#     (0 to 0.8 s after the attempt's first step).
 # After every kill the newest checkpoint must load completely (train_compare
 # --check-latest); at the end an unkilled run resumes and must be bit-identical to the
 # reference.
@@ -27,9 +28,14 @@ done
 RANDOM=4242
 for i in $(seq 1 10); do
     ARGENT_FAULT="sleep:ckpt=*:ms=40,sleep:step=*:ms=20" bi_bg 2 "$K" "${ARGS[@]}"; pid=$!
-    # Wait for the ranks, then a random moment 0.3 .. 1.5 s into training.
-    for _ in $(seq 1 100); do [ -n "$(pgrep -P $pid)" ] && break; sleep 0.05; done
-    sleep "0.$((3 + RANDOM % 7))$((RANDOM % 10))"
+    # Wait until this attempt has trained a step, then a random moment 0 .. 0.8 s later.
+    lines=$(wc -l <"$K/metrics.jsonl" 2>/dev/null || echo 0)
+    for _ in $(seq 1 400); do
+        [ "$(wc -l <"$K/metrics.jsonl" 2>/dev/null || echo 0)" -gt "$lines" ] && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    sleep "0.$((RANDOM % 8))$((RANDOM % 10))"
     victims=($(pgrep -P $pid))
     [ ${#victims[@]} -gt 0 ] || { wait $pid; fail "kill $i: no rank to kill (the run ended too early?)"; }
     v=${victims[$((RANDOM % ${#victims[@]}))]}
