@@ -19,7 +19,8 @@ echo "== build (ASan + UBSan)"
 cmake -S . -B build-asan -DARGENT_SANITIZE=ON -DARGENT_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j "$jobs"
 echo "== tests under ASan + UBSan"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+# The slow unwinder lets the suppressions match leaks inside Open MPI plugins.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE heavy --timeout 1200
