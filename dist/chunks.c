@@ -444,7 +444,7 @@ static void dir_of(const char *path, char *out, size_t n) {
     snprintf(out, n, "%.*s", (int)(slash - path), path);
 }
 
-static int write_attrs(hid_t f, const ag_chunks_config *cfg, int64_t nc, int cols, const ag_attr *attrs,
+static int write_attrs(hid_t f, const ag_chunks_config *cfg, int64_t nc, int cols, const ag_chunk_attr *attrs,
                        int n_attrs) {
     if (attr_put_str(f, "schema", MERGED_SCHEMA) || attr_put_i64(f, "n_items", cfg->n_items) ||
         attr_put_i64(f, "chunk_size", cfg->chunk_size) || attr_put_i64(f, "n_chunks", nc) ||
@@ -464,7 +464,7 @@ static int write_attrs(hid_t f, const ag_chunks_config *cfg, int64_t nc, int col
 }
 
 static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t nc, int cols,
-                      const ag_attr *attrs, int n_attrs) {
+                      const ag_chunk_attr *attrs, int n_attrs) {
     char tmp[PATH_LEN + 8];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", out_path) >= (int)sizeof tmp) return ag_err("%s: path too long", out_path);
     hid_t fapl = serial_fapl();
@@ -529,7 +529,7 @@ static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t
 }
 
 static int merge_virtual(const ag_chunks_config *cfg, const char *out_path, int64_t nc, int cols,
-                         const ag_attr *attrs, int n_attrs) {
+                         const ag_chunk_attr *attrs, int n_attrs) {
     /* Parts are named relative to the virtual file when it sits in the parts' directory (the
      * pair can then be moved together); otherwise by absolute path. */
     char out_dir[PATH_LEN], real_out[PATH_MAX], real_parts[PATH_MAX], prefix[PATH_MAX + 2];
@@ -589,7 +589,7 @@ static int merge_virtual(const ag_chunks_config *cfg, const char *out_path, int6
     return 0;
 }
 
-int ag_chunks_merge(const ag_chunks_config *cfg, const char *out_path, int kind, const ag_attr *attrs,
+int ag_chunks_merge(const ag_chunks_config *cfg, const char *out_path, int kind, const ag_chunk_attr *attrs,
                     int n_attrs) {
     if (check_config(cfg, "ag_chunks_merge")) return -1;
     if (!out_path || !*out_path || strlen(out_path) > PATH_LEN - 16) return ag_err("ag_chunks_merge: bad output path");

@@ -59,7 +59,7 @@ typedef struct {
     double seconds;         /* wall time of ag_chunks_run on this rank */
 } ag_chunks_stats;
 
-typedef struct { const char *key, *value; } ag_attr;   /* a string attribute */
+typedef struct { const char *key, *value; } ag_chunk_attr;   /* a string attribute */
 
 enum { AG_MERGE_REAL = 1, AG_MERGE_VIRTUAL = 2 };
 
@@ -87,5 +87,5 @@ int ag_chunks_run(const ag_chunks_config *cfg, MPI_Comm comm, ag_chunks_stats *s
  * virtual dataset mapping the parts (by a name relative to out_path's directory when that
  * is cfg->dir, else by absolute path). A missing or inconsistent part is an error naming it. */
 int ag_chunks_merge(const ag_chunks_config *cfg, const char *out_path, int kind,
-                    const ag_attr *attrs, int n_attrs);
+                    const ag_chunk_attr *attrs, int n_attrs);
 #endif

@@ -697,7 +697,7 @@ static int list_steps(const char *dir, int64_t **steps, int *n) {
         (*steps)[(*n)++] = s;
     }
     closedir(d);
-    qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
+    if (*n > 1) qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);  /* qsort(NULL, 0) is UB */
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "jobs/commands.h"
+#include "nn/blas_env.h"
 
 typedef struct {
     const char *name;
@@ -33,6 +34,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    ag_blas_tune_reexec(argv);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -466,6 +466,8 @@ static int recipe_find(const char *arg, recipe *r) {
         if (!found) return ag_err("recipe '%s': no file %s.recipe in the recipe folders (set ARGENT_RECIPES, or give a "
                                   "path; argent pipeline --list shows the built-in recipes)", arg, arg);
     }
+    char real[PATH_MAX];
+    if (realpath(r->path, real) && strlen(real) < sizeof r->path) snprintf(r->path, sizeof r->path, "%s", real);
     const char *b = strrchr(r->path, '/');
     if (pathf(r->name, sizeof r->name, "%s", b ? b + 1 : r->path)) return ag_err("%s: recipe name too long", r->path);
     size_t n = strlen(r->name);
@@ -554,6 +556,31 @@ static int outputs_exist(const stage *st) {
         return !o || is_dir(o);
     }
     return 1;
+}
+
+static int mkdir_p(const char *dir);
+
+/* Create the folders the stage's outputs go into (prepare, label, eval --csv... write a file
+ * into a folder they expect to exist). */
+static int make_output_dirs(const stage *st) {
+    const char *c = st->cmd->name, *paths[3] = {NULL, NULL, NULL};
+    int dir_itself = !strcmp(c, "train-bi") || !strcmp(c, "train-cross") || !strcmp(c, "tsdae") || !strcmp(c, "synth");
+    if (!strcmp(c, "import") || !strcmp(c, "export")) paths[0] = positional(&st->args, 1);
+    else paths[0] = opt_value(&st->args, "out");
+    paths[1] = opt_value(&st->args, "csv");
+    paths[2] = opt_value(&st->args, "work");
+    for (int k = 0; k < 3; k++) {
+        if (!paths[k] || !*paths[k]) continue;
+        char d[PATH_CAP];
+        if (pathf(d, sizeof d, "%s", paths[k])) return -1;
+        if (!(k == 0 && dir_itself) && !(k == 0 && !strcmp(c, "export"))) {
+            char *slash = strrchr(d, '/');
+            if (!slash) continue;
+            *slash = 0;
+        }
+        if (*d && mkdir_p(d)) return -1;
+    }
+    return 0;
 }
 
 static void marker_path(const char *state, int i, const stage *st, char *out, size_t cap) {
@@ -805,7 +832,17 @@ int ag_cmd_pipeline(int argc, char **argv) {
             continue;
         }
         ran_before = 1;
-        if (rank == 0) remove(mp);
+        int mrc = 0;
+        if (rank == 0) {
+            remove(mp);
+            mrc = make_output_dirs(st);
+        }
+        MPI_Bcast(&mrc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (mrc) {
+            if (rank == 0) fprintf(stderr, "argent pipeline: %s: %s\n", st->where, ag_errmsg());
+            code = 1;
+            break;
+        }
         say(rank, "[%d/%d] %s", i + 1, r.n, line);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();

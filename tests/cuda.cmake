@@ -7,12 +7,15 @@
 #                       emulator (tests/gpu/emu): kernel logic, launch limits, index math
 #                       and the cuBLAS argument mapping, checked on machines without a GPU
 #   bench_cuda_step_emu the GPU benchmark program on a tiny batch through the emulator
+#   test_cuda_amp(_emu) mixed precision on the GPU (nn/cuda/amp.h): 16-bit kernels, casts,
+#                       bf16/fp16 GEMM mode, device unscale; on a GPU / through the emulator
 # tests/gpu/run.sh runs them on a GPU machine, plus the benchmark.
 argent_test(test_cuda_philox gpu/test_cuda_philox.c LIBS argent_nn)
 
 if(TARGET argent_cuda)
   argent_test(test_cuda_select gpu/test_cuda_select.c LIBS argent_cuda)
   argent_test(test_cuda_ops gpu/test_cuda_ops.c LIBS argent_cuda)
+  argent_test(test_cuda_amp gpu/test_cuda_amp.c LIBS argent_cuda)
   set_tests_properties(test_cuda_ops PROPERTIES TIMEOUT 600)
   # The GPU benchmark (run by tests/gpu/run.sh, never as a test): built here so it keeps compiling.
   add_executable(bench_cuda_step gpu/bench_cuda_step.c)
@@ -63,13 +66,29 @@ if(TARGET argent_cuda)
 
     argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c LIBS argent_cuda_emu ARGS --quick)
     set_tests_properties(test_cuda_ops_emu PROPERTIES TIMEOUT 900)
+    argent_test(test_cuda_amp_emu gpu/test_cuda_amp.c LIBS argent_cuda_emu)
+    set_tests_properties(test_cuda_amp_emu PROPERTIES TIMEOUT 600)
     # The benchmark program end to end on a small batch: it must not fail on the GPU visit.
     add_executable(bench_cuda_step_emu gpu/bench_cuda_step.c)
     target_link_libraries(bench_cuda_step_emu PRIVATE argent_cuda_emu)
     add_test(NAME bench_cuda_step_emu COMMAND bench_cuda_step_emu --model minilm --batch 2 --seq 8
-             --steps 1 --warmup 1 --precision fp32)
+             --steps 1 --warmup 1 --precision fp32,bf16)
     set_tests_properties(bench_cuda_step_emu PROPERTIES TIMEOUT 600)
   else()
     message(STATUS "argent: CUDA emulator test off (needs python3, the CUDA headers, threads and a C++ compiler)")
   endif()
+endif()
+
+# Mixed precision, host side (nn/amp): GradScaler replay and bf16/fp16 rounding against a
+# torch fixture (tests/fixtures/gen_amp.py). Runs in every build, CUDA or not.
+argent_test(test_amp unit/test_amp.c LIBS argent_nn)
+
+# NCCL gradient allreduce (dist/nccl.c, in argent_cuda when NCCL and MPI are found): bucket
+# plan = dist/allreduce's, error paths; without a GPU every rank fails init cleanly; on a
+# GPU (np 1) a reduction overlapped with queued work equals the host sum.
+if(TARGET argent_nccl)
+  add_executable(test_nccl gpu/test_nccl.c)   # an MPI program: only run through mpirun
+  target_link_libraries(test_nccl PRIVATE argent_testsupport argent_dist argent_nccl)
+  argent_mpi_test(nccl_np1 1 test_nccl)
+  argent_mpi_test(nccl_np2 2 test_nccl)
 endif()

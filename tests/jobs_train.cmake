@@ -8,8 +8,10 @@ set(TRAIN_SRC ${CMAKE_CURRENT_SOURCE_DIR}/train)
 add_executable(train_compare train/train_compare.c)
 target_link_libraries(train_compare PRIVATE argent_testsupport argent_io PkgConfig::JANSSON)
 
-# Evaluator math against sentence-transformers (fixture from train/gen_evaluate.py).
+# Evaluator math against sentence-transformers (fixture from fixtures/gen_evaluate.py), and
+# the BERT backward hook the engine overlaps the allreduce with.
 argent_test(test_evaluate train/test_evaluate.c LIBS argent_nn)
+argent_test(test_bert_hook train/test_bert_hook.c LIBS argent_nn)
 
 set(TRAIN_TESTS)
 foreach(t np resume kill diverge cli encode_eval)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/cuda/amp.h"
 #include "nn/cuda/cuda.h"
 #include "nn/cuda/internal.h"
 #include "nn/error.h"
@@ -17,6 +18,8 @@
 
 static struct {
     int ready, init_failed, device, sms, tf32, tf32_set;
+    ag_precision prec;  /* operand precision of matrix products (nn/cuda/amp.h) */
+    int prec_set;
     cudaStream_t stream;
     cublasHandle_t blas;
     void *scr[AG_CUDA_SCR_N];
@@ -121,6 +124,15 @@ void ag_cuda_set_tf32(int on) {
 }
 int ag_cuda_tf32(void) { return g.tf32; }
 
+int ag_cuda_set_precision(ag_precision p) {
+    if (p != AG_PREC_FP32 && p != AG_PREC_BF16 && p != AG_PREC_FP16)
+        return ag_err("ag_cuda_set_precision: unknown precision %d (fp32, bf16 or fp16)", (int)p);
+    g.prec = p;
+    g.prec_set = 1;
+    return 0;
+}
+ag_precision ag_cuda_precision(void) { return g.prec; }
+
 static void release(void) {
     if (g.stream) cudaStreamSynchronize(g.stream);
     for (int i = 0; i < AG_CUDA_SCR_N; i++) {
@@ -185,6 +197,18 @@ int ag_cuda_init(int device) {
         g.tf32 = t && atoi(t) > 0;
     }
     apply_math_mode();
+    if (!g.prec_set) {
+        const char *p = getenv("ARGENT_CUDA_PRECISION");
+        ag_precision v = AG_PREC_FP32;
+        if (p && *p && ag_precision_parse(p, &v) != 0) {
+            ag_err_ctx("ARGENT_CUDA_PRECISION");
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", ag_errmsg());
+            release();
+            return ag_err("cuda: %s", msg);
+        }
+        g.prec = v;
+    }
     g.ready = 1;
     g.init_failed = 0;
     return 0;
@@ -303,6 +327,24 @@ void ag_cuda_gemm(const char *op, int ta, int tb, int M, int N, int K, float alp
      * with the operands swapped; a row-major operand read column-major is its transpose. */
     cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasStatus_t s;
+    if (g.prec == AG_PREC_BF16 || g.prec == AG_PREC_FP16) {
+        /* Elements each operand spans: rows * ld of its stored layout, the last row only
+         * as long as it is used, plus the batch strides. Gaps are cast too (harmless). */
+        size_t nA = (size_t)((ta ? K : M) - 1) * (size_t)lda + (size_t)(ta ? M : K) + (size_t)(batch - 1) * (size_t)sA;
+        size_t nB = (size_t)((tb ? N : K) - 1) * (size_t)ldb + (size_t)(tb ? K : N) + (size_t)(batch - 1) * (size_t)sB;
+        void *A16 = ag_cuda_scratch(AG_CUDA_SCR_A16, nA * 2), *B16 = ag_cuda_scratch(AG_CUDA_SCR_B16, nB * 2);
+        if (!A16 || !B16) return;
+        ag_cuda_lowp_from_f32(g.prec, A16, A, nA);
+        ag_cuda_lowp_from_f32(g.prec, B16, B, nB);
+        cudaDataType t16 = g.prec == AG_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+        s = cublasGemmStridedBatchedEx(g.blas, ob, oa, N, M, K, &alpha, B16, t16, ldb, sB, A16, t16,
+                                       lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            ag_cuda_fail(op, "cuBLAS %s gemm %dx%dx%d (batch %d, ta %d, tb %d): %s",
+                         ag_precision_name(g.prec), M, N, K, batch, ta, tb, cublasGetStatusString(s));
+        return;
+    }
     if (batch == 1)
         s = cublasSgemm(g.blas, ob, oa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
     else

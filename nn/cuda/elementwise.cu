@@ -114,11 +114,26 @@ struct col_value {
     }
 };
 
-/* Instantiated so that the bf16 path keeps compiling while nothing uses it yet. */
-template __global__ void add_kernel<__nv_bfloat16>(__nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *, size_t);
-template __global__ void gelu_fwd_kernel<__nv_bfloat16>(__nv_bfloat16 *, const __nv_bfloat16 *, size_t);
-template __global__ void gelu_bwd_kernel<__nv_bfloat16>(__nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *, size_t);
-template __global__ void dropout_fwd_kernel<__nv_bfloat16>(__nv_bfloat16 *, uint8_t *, const __nv_bfloat16 *, int, size_t, size_t, const int64_t *, uint64_t, uint32_t, float, float);
+/* dst[n] (16-bit storage T) = src[n] rounded to nearest even; and back (exact). */
+template <typename T> __global__ void cast_from_f32_kernel(T *dst, const float *src, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) st(dst, i, src[i]);
+}
+template <typename T> __global__ void cast_to_f32_kernel(float *dst, const T *src, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) dst[i] = ld(src, i);
+}
+
+/* GradScaler's unscale: grad *= inv; *found = 1 when any input was inf/NaN (the flag is
+ * only ever set, so racing writers agree). */
+__global__ void unscale_kernel(float *g, size_t n, float inv, float *found) {
+    int bad = 0;
+    for (size_t i = gid(); i < n; i += gstride()) {
+        float v = g[i];
+        bad |= !isfinite(v);
+        g[i] = v * inv;
+    }
+    if (bad) *found = 1.0f;
+}
+
 
 }  // namespace
 
@@ -224,4 +239,83 @@ extern "C" void ag_cuda_dropout_backward(float *din, const float *dout, const ui
     }
     dropout_bwd_kernel<float><<<GRID(n)>>>(din, dout, mask, n, 1.0f / (1.0f - p));
     ag_cuda_launched("dropout_backward");
+}
+
+/* ---- 16-bit storage (nn/cuda/amp.h): the same kernels on bf16 / fp16 buffers ---- */
+
+#define LOWP(prec, body_bf16, body_f16)                                                    \
+    do {                                                                                   \
+        if ((prec) == AG_PREC_BF16) { body_bf16; } else if ((prec) == AG_PREC_FP16) { body_f16; } \
+        else ag_cuda_fail(op, "precision %d is not a 16-bit type", (int)(prec));           \
+    } while (0)
+#define BF(p) ((__nv_bfloat16 *)(p))
+#define CBF(p) ((const __nv_bfloat16 *)(p))
+#define HF(p) ((__half *)(p))
+#define CHF(p) ((const __half *)(p))
+
+extern "C" void ag_cuda_lowp_from_f32(ag_precision prec, void *dst, const float *src, size_t n) {
+    const char *op = "cast to 16 bit";
+    if (!n || !ag_cuda_ready()) return;
+    LOWP(prec, (cast_from_f32_kernel<<<GRID(n)>>>(BF(dst), src, n)),
+               (cast_from_f32_kernel<<<GRID(n)>>>(HF(dst), src, n)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_lowp_to_f32(ag_precision prec, float *dst, const void *src, size_t n) {
+    const char *op = "cast from 16 bit";
+    if (!n || !ag_cuda_ready()) return;
+    LOWP(prec, (cast_to_f32_kernel<<<GRID(n)>>>(dst, CBF(src), n)),
+               (cast_to_f32_kernel<<<GRID(n)>>>(dst, CHF(src), n)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_lowp_add(ag_precision prec, void *out, const void *a, const void *b, size_t n) {
+    const char *op = "add (16 bit)";
+    if (!n || !ag_cuda_ready()) return;
+    LOWP(prec, (add_kernel<<<GRID(n)>>>(BF(out), CBF(a), CBF(b), n)),
+               (add_kernel<<<GRID(n)>>>(HF(out), CHF(a), CHF(b), n)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_lowp_gelu_forward(ag_precision prec, void *out, const void *in, size_t n) {
+    const char *op = "gelu_forward (16 bit)";
+    if (!n || !ag_cuda_ready()) return;
+    LOWP(prec, (gelu_fwd_kernel<<<GRID(n)>>>(BF(out), CBF(in), n)),
+               (gelu_fwd_kernel<<<GRID(n)>>>(HF(out), CHF(in), n)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_lowp_gelu_backward(ag_precision prec, void *din, const void *in,
+                                           const void *dout, size_t n) {
+    const char *op = "gelu_backward (16 bit)";
+    if (!n || !ag_cuda_ready()) return;
+    LOWP(prec, (gelu_bwd_kernel<<<GRID(n)>>>(BF(din), CBF(in), CBF(dout), n)),
+               (gelu_bwd_kernel<<<GRID(n)>>>(HF(din), CHF(in), CHF(dout), n)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_lowp_dropout_forward(ag_precision prec, void *out, uint8_t *mask, const void *in,
+                                             int B, size_t L, const int64_t *sample_idx, uint64_t seed,
+                                             uint32_t site, float p) {
+    const char *op = "dropout_forward (16 bit)";
+    size_t n = (size_t)(B > 0 ? B : 0) * L;
+    if (!n || !ag_cuda_ready()) return;
+    if (p <= 0.0f) {  /* eval: a copy, mask untouched (as the CPU) */
+        if (out != in) {
+            cudaError_t e = cudaMemcpyAsync(out, in, n * 2, cudaMemcpyDeviceToDevice, ag_cuda_stream());
+            if (e != cudaSuccess) ag_cuda_fail(op, "copy: %s", cudaGetErrorString(e));
+        }
+        return;
+    }
+    size_t nblk = (L + 3) / 4;
+    float scale = 1.0f / (1.0f - p);
+    LOWP(prec, (dropout_fwd_kernel<<<GRID((size_t)B * nblk)>>>(BF(out), mask, CBF(in), B, L, nblk, sample_idx, seed, site, p, scale)),
+               (dropout_fwd_kernel<<<GRID((size_t)B * nblk)>>>(HF(out), mask, CHF(in), B, L, nblk, sample_idx, seed, site, p, scale)));
+    ag_cuda_launched(op);
+}
+
+extern "C" void ag_cuda_unscale(float *grad, size_t n, float inv_scale, float *found_inf) {
+    if (!n || !ag_cuda_ready()) return;
+    unscale_kernel<<<GRID(n)>>>(grad, n, inv_scale, found_inf);
+    ag_cuda_launched("unscale");
 }

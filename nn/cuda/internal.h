@@ -30,7 +30,9 @@ void ag_cuda_launched(const char *op);
  * (recorded). Growing waits for queued work, so an op may take a slot another op used. */
 enum {
     AG_CUDA_SCR_QP, AG_CUDA_SCR_KP, AG_CUDA_SCR_VP, AG_CUDA_SCR_OP, AG_CUDA_SCR_P,
-    AG_CUDA_SCR_DQ, AG_CUDA_SCR_DK, AG_CUDA_SCR_DV, AG_CUDA_SCR_COL, AG_CUDA_SCR_N
+    AG_CUDA_SCR_DQ, AG_CUDA_SCR_DK, AG_CUDA_SCR_DV, AG_CUDA_SCR_COL,
+    AG_CUDA_SCR_A16, AG_CUDA_SCR_B16,   /* 16-bit copies of GEMM operands (bf16/fp16 mode) */
+    AG_CUDA_SCR_N
 };
 void *ag_cuda_scratch(int slot, size_t bytes);
 /* Grid size for a grid-stride loop over n items with `threads` per block. */
@@ -39,7 +41,8 @@ unsigned ag_cuda_blocks(size_t n, int threads);
 /* Row-major matrix product, batched: C[M,N] = alpha * op(A) . op(B) + beta * C for each
  * of `batch` matrices at element strides sA, sB, sC. ta = 0: A is stored [M,K] with row
  * stride lda; ta = 1: A is stored [K,M] and used transposed. Likewise tb for B ([K,N] or
- * [N,K]). Mapped onto column-major cuBLAS as C^T = op(B)^T . op(A)^T. */
+ * [N,K]). Mapped onto column-major cuBLAS as C^T = op(B)^T . op(A)^T. In bf16/fp16 mode
+ * (nn/cuda/amp.h) A and B are first cast to 16 bits and the product accumulates in fp32. */
 void ag_cuda_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha,
                   const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                   float beta, float *C, int ldc, long long sC, int batch);

@@ -1,15 +1,17 @@
 /* Device-side helpers shared by the backend's kernels: element loads and stores templated
- * on the storage type (float now; __nv_bfloat16 for the mixed-precision path, see
- * docs/cuda.md), warp reductions, and launch sizes. Arithmetic is always fp32 (sums in
+ * on the storage type (float, and __nv_bfloat16 / __half for the mixed-precision
+ * path, see docs/cuda.md), warp reductions, and launch sizes. Arithmetic is always fp32 (sums in
  * fp64 where the CPU oracle sums in double), whatever the storage type.
  * Included by the .cu files only. */
 #ifndef ARGENT_NN_CUDA_KERNELS_CUH
 #define ARGENT_NN_CUDA_KERNELS_CUH
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <float.h>
 #include <stdint.h>
 
+#include "nn/cuda/amp.h"
 #include "nn/cuda/internal.h"
 
 namespace agk {
@@ -27,6 +29,10 @@ template <> struct elem<__nv_bfloat16> {
     static __device__ __forceinline__ void store(__nv_bfloat16 *p, size_t i, float v) {
         p[i] = __float2bfloat16_rn(v);
     }
+};
+template <> struct elem<__half> {
+    static __device__ __forceinline__ float load(const __half *p, size_t i) { return __half2float(p[i]); }
+    static __device__ __forceinline__ void store(__half *p, size_t i, float v) { p[i] = __float2half_rn(v); }
 };
 template <typename T> __device__ __forceinline__ float ld(const T *p, size_t i) { return elem<T>::load(p, i); }
 template <typename T> __device__ __forceinline__ void st(T *p, size_t i, float v) { elem<T>::store(p, i, v); }

@@ -69,8 +69,6 @@ template <typename T> struct ln_wb_terms {
     }
 };
 
-template __global__ void ln_fwd_kernel<__nv_bfloat16>(__nv_bfloat16 *, float *, float *, const __nv_bfloat16 *, const float *, const float *, int, int, float);
-template __global__ void ln_bwd_din_kernel<__nv_bfloat16>(__nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *, const float *, const float *, const float *, int, int);
 
 }  // namespace
 
@@ -94,4 +92,52 @@ extern "C" void ag_cuda_layernorm_backward(float *din, float *dw, float *db, con
     if (dw || db)
         ag_colsum_launch("layernorm_backward (dw, db)", dw, db, N, C,
                          ln_wb_terms<float>{dout, in, mean, rstd, C});
+}
+
+/* 16-bit storage (nn/cuda/amp.h): in/out/din/dout bf16 or fp16; statistics, weights and
+ * their gradients fp32 (master weights). */
+template <typename T>
+static void ln_fwd_lowp(T *out, float *mean, float *rstd, const T *in, const float *w, const float *b,
+                        int N, int C, float eps) {
+    ln_fwd_kernel<T><<<ag_row_blocks((size_t)N), kRowWarps * 32, 0, ag_cuda_stream()>>>(
+        out, mean, rstd, in, w, b, N, C, eps);
+    ag_cuda_launched("layernorm_forward (16 bit)");
+}
+
+template <typename T>
+static void ln_bwd_lowp(T *din, float *dw, float *db, const T *dout, const T *in, const float *mean,
+                        const float *rstd, const float *w, int N, int C) {
+    if (din) {
+        ln_bwd_din_kernel<T><<<ag_row_blocks((size_t)N), kRowWarps * 32, 0, ag_cuda_stream()>>>(
+            din, dout, in, mean, rstd, w, N, C);
+        ag_cuda_launched("layernorm_backward (16 bit, din)");
+    }
+    if (dw || db)
+        ag_colsum_launch("layernorm_backward (16 bit, dw, db)", dw, db, N, C,
+                         ln_wb_terms<T>{dout, in, mean, rstd, C});
+}
+
+extern "C" void ag_cuda_lowp_layernorm_forward(ag_precision prec, void *out, float *mean, float *rstd,
+                                               const void *in, const float *w, const float *b, int N,
+                                               int C, float eps) {
+    if (N <= 0 || C <= 0 || !ag_cuda_ready()) return;
+    if (prec == AG_PREC_BF16)
+        ln_fwd_lowp((__nv_bfloat16 *)out, mean, rstd, (const __nv_bfloat16 *)in, w, b, N, C, eps);
+    else if (prec == AG_PREC_FP16)
+        ln_fwd_lowp((__half *)out, mean, rstd, (const __half *)in, w, b, N, C, eps);
+    else
+        ag_cuda_fail("layernorm_forward (16 bit)", "precision %d is not a 16-bit type", (int)prec);
+}
+
+extern "C" void ag_cuda_lowp_layernorm_backward(ag_precision prec, void *din, float *dw, float *db,
+                                                const void *dout, const void *in, const float *mean,
+                                                const float *rstd, const float *w, int N, int C) {
+    if (N <= 0 || C <= 0 || !ag_cuda_ready()) return;
+    if (prec == AG_PREC_BF16)
+        ln_bwd_lowp((__nv_bfloat16 *)din, dw, db, (const __nv_bfloat16 *)dout,
+                    (const __nv_bfloat16 *)in, mean, rstd, w, N, C);
+    else if (prec == AG_PREC_FP16)
+        ln_bwd_lowp((__half *)din, dw, db, (const __half *)dout, (const __half *)in, mean, rstd, w, N, C);
+    else
+        ag_cuda_fail("layernorm_backward (16 bit)", "precision %d is not a 16-bit type", (int)prec);
 }

@@ -45,10 +45,10 @@ for np in 1 2; do
         --chunk-size "$CHUNK" > "$W/label$np.log" 2>&1 || { cat "$W/label$np.log"; die "label at np $np"; }
 done
 cmp -s "$W/np1/silver.scores.h5" "$W/np2/silver.scores.h5" && same="identical" || same="DIFFERENT"
-r1=$(sed -n 's/.* \([0-9.]*\) pairs\/s$/\1/p' "$W/label1.log")
-s1=$(sed -n 's/.* in \([0-9.]*\) s = .*/\1/p' "$W/label1.log")
-r2=$(sed -n 's/.* \([0-9.]*\) pairs\/s$/\1/p' "$W/label2.log")
-s2=$(sed -n 's/.* in \([0-9.]*\) s = .*/\1/p' "$W/label2.log")
+# "... 400 pairs in 12.160 s = 32.9 pairs/s (cpu 12.0 s = 33.3 pairs per cpu-second)"
+field() { sed -n "s/.* pairs in \([0-9.]*\) s = \([0-9.]*\) pairs\/s (cpu \([0-9.]*\) s = \([0-9.]*\) pairs per.*/\\$2/p" "$1"; }
+s1=$(field "$W/label1.log" 1) r1=$(field "$W/label1.log" 2) c1=$(field "$W/label1.log" 4)
+s2=$(field "$W/label2.log" 1) r2=$(field "$W/label2.log" 2) c2=$(field "$W/label2.log" 4)
 
 # sentence-transformers on the same pairs and model.
 python3 - "$W" "$BATCH" > "$W/st.log" 2>&1 <<'EOF' || { cat "$W/st.log"; die "CrossEncoder"; }
@@ -64,22 +64,23 @@ with h5py.File(f"{w}/np1/silver.scores.h5", "r") as f:
     ours = f["scores"][:, 0:2]
 ce = CrossEncoder(f"{w}/ce", device="cpu", max_length=128)
 ce.predict(pairs[:8], batch_size=batch, show_progress_bar=False)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 got = np.asarray(ce.predict(pairs, batch_size=batch, convert_to_numpy=True, show_progress_bar=False))
-t = time.perf_counter() - t0
-print(f"ST {len(pairs)} {t:.3f} {len(pairs) / t:.1f} {float(np.abs(got - ours).max()):.3g}")
+t, c = time.perf_counter() - t0, time.process_time() - c0
+print(f"ST {len(pairs)} {t:.3f} {len(pairs) / t:.1f} {len(pairs) / c:.1f} {float(np.abs(got - ours).max()):.3g}")
 EOF
-read -r _ n3 s3 r3 diff < <(grep '^ST ' "$W/st.log")
+read -r _ n3 s3 r3 c3 diff < <(grep '^ST ' "$W/st.log")
 eff=$(awk -v a="$r1" -v b="$r2" 'BEGIN { printf "%.0f%%", 100 * b / (2 * a) }')
 {
-    echo "Silver labeling, MiniLM-L6 cross-encoder (6 layers, hidden 384, 2 labels), $PAIRS SNLI dev pairs,"
-    echo "max length 128, batch $BATCH, chunks of $CHUNK pairs, OMP_NUM_THREADS=1, $(nproc) cores shared with other work"
+    echo "Silver labeling, MiniLM-L6 cross-encoder (6 layers, hidden 384, 2 labels), $n3 SNLI dev pairs,"
+    echo "max length 128, batch $BATCH, chunks of $CHUNK pairs, OMP_NUM_THREADS=1, $(nproc --all) cores shared with"
+    echo "other work (load average $(cut -d' ' -f1-3 /proc/loadavg)), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
     echo
-    echo "| labeler | ranks x threads | seconds | pairs/s | scaling efficiency |"
-    echo "|---|---|---|---|---|"
-    echo "| argent label | 1 x 1 | $s1 | $r1 | - |"
-    echo "| argent label | 2 x 1 | $s2 | $r2 | $eff |"
-    echo "| sentence-transformers CrossEncoder.predict | 1 thread | $s3 | $r3 | - |"
+    echo "| labeler | ranks x threads | seconds | pairs/s | scaling efficiency | pairs per cpu-second |"
+    echo "|---|---|---|---|---|---|"
+    echo "| argent label | 1 x 1 | $s1 | $r1 | - | $c1 |"
+    echo "| argent label | 2 x 1 | $s2 | $r2 | $eff | $c2 |"
+    echo "| sentence-transformers CrossEncoder.predict | 1 thread | $s3 | $r3 | - | $c3 |"
     echo
     echo "np 1 and np 2 scores: $same; max |argent logits - CrossEncoder logits| = $diff"
     echo "command: tests/bench/bench_label.sh $BUILD $PAIRS $BATCH $CHUNK"

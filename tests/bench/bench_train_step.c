@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "nn/bert.h"
+#include "nn/blas_env.h"
 #include "nn/error.h"
 #include "nn/losses.h"
 #include "nn/optim.h"
@@ -56,6 +57,7 @@ static double step_flops(const ag_bert_config *c, int B, int T) {
 }
 
 int main(int argc, char **argv) {
+    ag_blas_tune_reexec(argv);
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     int seqs[8] = {32, 64, 128}, nseq = 3;
     if (argc > 2) { nseq = 0; for (int i = 2; i < argc && nseq < 8; i++) seqs[nseq++] = atoi(argv[i]); }
@@ -76,7 +78,7 @@ int main(int argc, char **argv) {
     int maxT = seqs[0];
     for (int i = 0; i < nseq; i++) if (seqs[i] > maxT) maxT = seqs[i];
     double peak = sgemm_gflops(B * maxT, cfg.intermediate_size, cfg.hidden_size, 5);
-    printf("{\"kind\": \"sgemm\", \"M\": %d, \"N\": %d, \"K\": %d, \"gflops\": %.2f}\n", B * maxT,
+    printf("{\"kind\": \"sgemm\", \"core\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"gflops\": %.2f}\n", ag_blas_corename(), B * maxT,
            cfg.intermediate_size, cfg.hidden_size, peak);
     fflush(stdout);
 

@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--model", default="all")
     ap.add_argument("--attn", default="eager,sdpa")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    # bf16: torch.autocast(bfloat16) around the forward, fp32 master weights and gradients
+    ap.add_argument("--precisions", default="fp32,tf32,bf16")
     a = ap.parse_args()
     try:
         import torch
@@ -66,8 +68,10 @@ def main():
                 print("bench_torch_step: attention %s unavailable: %s" % (attn, e), file=sys.stderr)
                 continue
             up = torch.randn(B, T, s["hidden_size"], device=dev, generator=torch.Generator(dev).manual_seed(3))
-            for tf32 in (False, True):
+            for prec in a.precisions.split(","):
+                tf32 = prec == "tf32"
                 torch.backends.cuda.matmul.allow_tf32 = tf32
+                amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=prec == "bf16")
                 if gpu:
                     torch.cuda.reset_peak_memory_stats()
                 times = []
@@ -75,8 +79,9 @@ def main():
                     sync()
                     t0 = time.perf_counter()
                     model.zero_grad(set_to_none=False)
-                    h = model(input_ids=ids, attention_mask=mask).last_hidden_state
-                    h.backward(up)
+                    with amp:
+                        h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+                    h.float().backward(up)
                     sync()
                     if step >= a.warmup:
                         times.append(time.perf_counter() - t0)
@@ -85,7 +90,7 @@ def main():
                         used = total - free
                 mean = sum(times) / len(times)
                 print(json.dumps({"impl": "pytorch %s (%s)" % (torch.__version__, attn), "model": name,
-                                  "precision": "tf32" if tf32 else "fp32", "batch": B, "seq": T,
+                                  "precision": prec, "batch": B, "seq": T,
                                   "steps": a.steps, "step_ms": round(mean * 1e3, 3),
                                   "best_ms": round(min(times) * 1e3, 3), "tokens_per_s": round(B * T / mean),
                                   "tflops": round(flops / mean / 1e12, 2),

@@ -2,7 +2,8 @@
 # The one prepared script for a GPU visit: builds the CUDA backend with its tests and the
 # benchmark stand-alone (tests/gpu/CMakeLists.txt: no MPI or HDF5 needed), runs every
 # op check against the CPU oracle, times a MiniLM-L6 and a BERT-base training step
-# (forward + backward, batch 32, sequence 128) in argent and in PyTorch on the same GPU,
+# (forward + backward, batch 32, sequence 128; fp32, TF32 and bf16) in argent and in
+# PyTorch (bf16: torch.autocast) on the same GPU,
 # writes everything under OUTDIR and prints a short table.
 #
 # usage: tests/gpu/run.sh OUTDIR        (from any directory)
@@ -102,6 +103,9 @@ run_check test_cuda_philox 60 "$BUILD/test_cuda_philox"
 run_check test_cuda_select 60 "$BUILD/test_cuda_select"
 run_check test_cuda_ops 300 "$BUILD/test_cuda_ops"
 ops_rc=$?
+# bf16/fp16: 16-bit kernels within 1e-2 (bf16) / 2e-3 (fp16) of the fp32 oracle, GEMM mode
+# exact-input products within the fp32 tolerances, casts and unscale bit for bit.
+run_check test_cuda_amp 120 "$BUILD/test_cuda_amp"
 if [ "${ARGENT_GPU_MEMCHECK:-0}" = 1 ] && [ $ops_rc -ne 77 ] && command -v compute-sanitizer >/dev/null; then
     run_check memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/test_cuda_ops" --quick
 fi
@@ -110,7 +114,7 @@ fi
 if [ "${ARGENT_GPU_BENCH:-1}" != 0 ]; then
     echo "== benchmark ($(elapsed))"
     : > "$OUT/bench.jsonl"
-    timeout 300 "$BUILD/bench_cuda_step" --steps 10 --warmup 3 >> "$OUT/bench.jsonl" 2>> "$OUT/tests.log"
+    timeout 300 "$BUILD/bench_cuda_step" --steps 10 --warmup 3 --precision all >> "$OUT/bench.jsonl" 2>> "$OUT/tests.log"
     rc=$?
     [ $rc -ne 0 ] && [ $rc -ne 77 ] && { note "bench argent: FAILED (exit $rc, see tests.log)"; status=1; }
     PYTHONUNBUFFERED=1 timeout 300 python3 "$ROOT/tests/gpu/bench_torch_step.py" --steps 10 --warmup 3 \

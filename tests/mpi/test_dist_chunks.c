@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
         }
         if (!st.stopped) check_true("run complete", st.complete);
         if (merge && st.complete) {
-            const ag_attr prov[] = { { "checkpoint", "ckpt/cross-encoder-step-100" },
+            const ag_chunk_attr prov[] = { { "checkpoint", "ckpt/cross-encoder-step-100" },
                                      { "settings", "max_len=128 batch=64" },
                                      { "created", "2024-01-01T00:00:00Z" } };
             char real[4200], vds[4200];

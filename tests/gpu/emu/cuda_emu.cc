@@ -470,3 +470,62 @@ cublasStatus_t CUBLASWINAPI cublasSgemmStridedBatched(cublasHandle_t, cublasOper
     }
     return CUBLAS_STATUS_SUCCESS;
 }
+
+// cublasGemmStridedBatchedEx for the backend's bf16/fp16 mode (16-bit A and B, fp32 C and
+// compute): the operands are widened exactly to fp32 temporaries and multiplied by sgemm,
+// which is what fp32 accumulation of exact 16-bit products computes (up to summation order).
+static float emu_widen16(uint16_t h, cudaDataType t) {
+    if (t == CUDA_R_16BF) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu, u;
+    if (e == 0x1F) u = sign | 0x7F800000u | (m << 13);
+    else if (e == 0) {
+        float v = ldexpf((float)m, -24);
+        return sign ? -v : v;
+    } else u = sign | ((e + 112u) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
+    cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha,
+    const void *A, cudaDataType At, int lda, long long int sA, const void *B, cudaDataType Bt, int ldb,
+    long long int sB, const void *beta, void *C, cudaDataType Ct, int ldc, long long int sC, int batch,
+    cublasComputeType_t ct, cublasGemmAlgo_t) {
+    bool ok16 = (At == CUDA_R_16BF || At == CUDA_R_16F) && Bt == At;
+    if (!ok16 || Ct != CUDA_R_32F || ct != CUBLAS_COMPUTE_32F || batch < 0 || m < 0 || n < 0 || k < 0) {
+        fprintf(stderr, "emu: cublasGemmStridedBatchedEx: only 16-bit A/B with fp32 C and compute\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
+    int brows = tb == CUBLAS_OP_N ? k : n, bcols = tb == CUBLAS_OP_N ? n : k;
+    if (!m || !n || !k || !batch) return CUBLAS_STATUS_SUCCESS;
+    size_t na = (size_t)lda * (acols - 1) + arows, nb = (size_t)ldb * (bcols - 1) + brows;
+    std::vector<float> a32(na), b32(nb);
+    for (int i = 0; i < batch; i++) {
+        const uint16_t *a16 = (const uint16_t *)A + sA * i, *b16 = (const uint16_t *)B + sB * i;
+        if (!in_device(a16, na * 2) || !in_device(b16, nb * 2)) {
+            fprintf(stderr, "emu: cublasGemmStridedBatchedEx: a 16-bit matrix is not (wholly) in device memory\n");
+            set_error(cudaErrorIllegalAddress, true);
+            return CUBLAS_STATUS_EXECUTION_FAILED;
+        }
+        for (size_t j = 0; j < na; j++) a32[j] = emu_widen16(a16[j], At);
+        for (size_t j = 0; j < nb; j++) b32[j] = emu_widen16(b16[j], Bt);
+        float *c = (float *)C + sC * i;
+        size_t cbytes = ((size_t)ldc * (n - 1) + m) * sizeof(float);
+        if (lda < (arows > 1 ? arows : 1) || ldb < (brows > 1 ? brows : 1) || ldc < (m > 1 ? m : 1) ||
+            !in_device(c, cbytes)) {
+            fprintf(stderr, "emu: cublasGemmStridedBatchedEx: bad leading dimension or C not in device memory\n");
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *(const float *)alpha,
+                    a32.data(), lda, b32.data(), ldb, *(const float *)beta, c, ldc);
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
