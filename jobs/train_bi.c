@@ -80,6 +80,7 @@ static const ag_cli_opt opts[] = {
     {"check-every", "N", "compare a parameter checksum across ranks every N steps", "50", 0},
     {"stop-after", "N", "checkpoint after N steps and exit 85 as if preempted (resume by running again)", NULL, 0},
     {"log-every", "N", "progress line period when not on a terminal", "10", 0},
+    {"progress", "P", "auto (a bar when rank 0's stderr is a terminal), bar, or lines", "auto", 0},
     {"bucket-mb", "MB", "allreduce bucket size", "25", 0},
     {"exact", NULL, "fixed-point gradient allreduce (sum independent of the rank count)", NULL, 0},
     {"no-overlap", NULL, "reduce gradients after the backward instead of during it (benchmarks)", NULL, 0},
@@ -570,6 +571,10 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     ec->ar.mode = ag_cli_flag(c, "exact") ? AG_AR_EXACT : AG_AR_SUM;
     ec->no_overlap = ag_cli_flag(c, "no-overlap");
     ec->no_shuffle = ag_cli_flag(c, "no-shuffle");
+    static const char *const progress[] = {"lines", "bar", "auto", NULL};
+    int prog = 2;
+    if (ag_cli_choice(c, "progress", progress, &prog)) return -1;
+    ec->tty = prog == 2 ? -1 : prog;
     long max_len = 0, num_labels = 0;
     if (ag_cli_long(c, "max-length", &max_len) || ag_cli_long(c, "num-labels", &num_labels)) return -1;
     if (ag_cli_given(c, "max-length") && max_len < 3) return ag_err("--max-length: expected at least 3, got %ld", max_len);

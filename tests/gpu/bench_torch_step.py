@@ -71,7 +71,7 @@ def main():
             for prec in a.precisions.split(","):
                 tf32 = prec == "tf32"
                 torch.backends.cuda.matmul.allow_tf32 = tf32
-                amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=prec == "bf16")
+                amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
                 if gpu:
                     torch.cuda.reset_peak_memory_stats()
                 times = []

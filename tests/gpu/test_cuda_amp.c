@@ -10,6 +10,10 @@
  *    on operands that are already 16-bit values give the fp32 oracle's results within the
  *    fp32 tolerances (products of 16-bit values are exact in fp32), and on general fp32
  *    inputs within 1e-2 (bf16) / 2e-3 (fp16);
+ *  - a tiny BERT (2 layers, dropout, padding) forward + backward through nn/bert.c in bf16
+ *    GEMM mode against the fp32 CPU run: hidden state within 1e-2, every parameter
+ *    gradient within 2e-2 (max |diff| / max(max |want|, 1e-3 of the largest gradient) per
+ *    tensor: the key biases' true gradient is 0), dropout masks bitwise;
  *  - device unscale = ag_scaler_unscale bit for bit, found_inf flag with and without inf.
  * Every output buffer is NaN-poisoned first. Without a GPU: "SKIPPED: no CUDA device" (77);
  * test_cuda_amp_emu runs it through the CPU emulator (tests/gpu/emu). */
@@ -19,6 +23,7 @@
 #include <string.h>
 
 #include "nn/amp.h"
+#include "nn/bert.h"
 #include "nn/cuda/amp.h"
 #include "nn/cuda/cuda.h"
 #include "nn/error.h"
@@ -274,6 +279,85 @@ static void gemm_mode(ag_precision p, int exact_inputs, double loose)
     free(in); free(W); free(b); free(dout); free(din0); free(dW0); free(db0); free(want); free(nan);
 }
 
+static void bert_bf16(void)
+{
+    ag_bert_config cfg = {.vocab_size = 97, .hidden_size = 64, .num_hidden_layers = 2,
+                          .num_attention_heads = 4, .intermediate_size = 128,
+                          .max_position_embeddings = 40, .type_vocab_size = 2,
+                          .layer_norm_eps = 1e-12f, .hidden_dropout_prob = 0.1f,
+                          .attention_probs_dropout_prob = 0.1f, .pad_token_id = 0};
+    int B = 3, T = 11, C = cfg.hidden_size;
+    ag_bert mc, mg;
+    ag_params pc, layout, pd;
+    ag_params_init(&pc);
+    ag_params_init(&layout);
+    if (ag_bert_register(&mc, &cfg, &pc, "", 0) || ag_params_alloc(&pc) ||
+        ag_bert_register(&mg, &cfg, &layout, "", 0) || ag_params_alloc(&layout) ||
+        (ag_bert_init_weights(&mc, &pc, 5), ag_cuda_params_mirror(&pd, &pc))) {
+        printf("FAIL bert setup: %s\n", ag_errmsg());
+        check_true("bf16 bert setup", 0);
+        return;
+    }
+    mg.ops = G;
+    size_t N = (size_t)B * T;
+    int32_t ids[33], types[33], mask[33];
+    int64_t samp[3] = {3, 8, 1};
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)b * T + t;
+            int real = t < T - 3 * b;
+            ids[i] = real ? 1 + (int32_t)(ag_rng_u32(4, 13, i, 0, 0) % 96u) : 0;
+            types[i] = real && t > 4;
+            mask[i] = real;
+        }
+    ag_bert_batch in = {B, T, ids, types, mask, samp};
+    ag_cuda_set_precision(AG_PREC_BF16);
+    int rc = ag_bert_forward(&mc, &pc, &in, 1, 77, 0) | ag_bert_forward(&mg, &pd, &in, 1, 77, 0);
+    if (rc) printf("  bert forward: %s\n", ag_errmsg());
+    float *gh = get32(ag_bert_hidden(&mg), N * C);
+    check_rel("bf16 GEMM mode: BERT hidden state (dropout on, padding)", gh, ag_bert_hidden(&mc), N * C, 1e-2);
+    uint8_t *gm = malloc(N * C);
+    G->download(gm, mg.emb_acts.mask, N * C);
+    check_true("bf16 GEMM mode: BERT embedding dropout mask bitwise", memcmp(gm, mc.emb_acts.mask, N * C) == 0);
+    float *dh = hrand(N * C, 1), *d_dh = d32(dh, N * C);
+    rc |= ag_bert_backward(&mc, &pc, dh, NULL) | ag_bert_backward(&mg, &pd, d_dh, NULL);
+    rc |= ag_cuda_params_download(&layout, &pd, 0, 1);
+    check_true("bf16 BERT forward/backward ran", rc == 0);
+    double worst = 0, gmax = 0;
+    const char *wn = "";
+    int bad = 0;
+    for (size_t j = 0; j < pc.total; j++) gmax = fmax(gmax, fabs(pc.grad[j]));
+    for (int i = 0; i < pc.n; i++) {
+        const float *g = ag_params_grad(&layout, i), *w = ag_params_grad(&pc, i);
+        double md = 0, mw = 0;
+        for (size_t j = 0; j < pc.t[i].numel; j++) {
+            double d = fabs((double)g[j] - w[j]);
+            if (!(d <= md)) md = d;   /* NaN sticks */
+            if (fabs(w[j]) > mw) mw = fabs(w[j]);
+        }
+        /* the attention key biases' true gradient is 0 (softmax ignores a shift): their
+         * values are rounding noise, so every tensor's floor is 1e-3 of the largest gradient */
+        double r = md / fmax(mw, 1e-3 * gmax);
+        if (!(r <= 2e-2)) {
+            bad++;
+            printf("     grad %s: rel %.3g\n", pc.t[i].name, r);
+        }
+        if (r > worst) { worst = r; wn = pc.t[i].name; }
+    }
+    char w[400];
+    snprintf(w, sizeof w, "bf16 GEMM mode: all %d BERT parameter gradients within 2e-2 (worst %.3g, %s)",
+             pc.n, worst, wn);
+    check_true(w, bad == 0);
+    ag_cuda_set_precision(AG_PREC_FP32);
+    free(gh); free(gm); free(dh);
+    G->free(d_dh);
+    ag_bert_free(&mc);
+    ag_bert_free(&mg);
+    ag_cuda_params_free(&pd);
+    ag_params_free(&pc);
+    ag_params_free(&layout);
+}
+
 static void unscale(void)
 {
     enum { N = 5000 };
@@ -323,6 +407,7 @@ int main(void)
     gemm_mode(AG_PREC_FP16, 1, 2e-3);
     gemm_mode(AG_PREC_FP16, 0, 2e-3);
     unscale();
+    bert_bf16();
     if (ag_cuda_check() != 0) {
         printf("FAIL queued GPU work: %s\n", ag_errmsg());
         check_true("no recorded GPU error", 0);
