@@ -45,6 +45,10 @@
  *     before any earlier pass; with several backward passes per step call
  *     ag_engine_accumulate() after each earlier one. Tensors never reported (heads, unused
  *     tensors) are reduced at the end of the step anyway.
+ * A step that fails on one rank returns -1 there; the engine still completes the step's
+ * reduction on every rank and then fails on all of them. A failure between two collectives
+ * of the task itself (an all-gather) cannot be agreed on: tasks check their inputs before
+ * their first collective.
  * task.evaluate (optional) is collective too: every rank calls it at the same steps; it
  * fills an ag_eval_result whose `primary` (higher is better) decides the best model.
  *
