@@ -15,6 +15,8 @@ debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-de
       gnuplot-nox)
 # Slurm (controller + node daemon) for the tests that run the batch scripts under a real Slurm.
 [ $want_test = 1 ] && debs+=(slurm-wlm)
+# clang with its libFuzzer runtime, for the parser fuzz targets (tests/fuzz).
+[ $want_test = 1 ] && debs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
