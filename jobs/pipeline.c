@@ -22,6 +22,7 @@
  * here, before the first stage, so that each stage's ag_comm_init/ag_comm_finalize pair
  * sets up and frees argent's communicators without ending MPI. Stages that are not MPI
  * programs (import, export, synth) run on rank 0 while the others wait. */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -479,27 +480,40 @@ static int recipe_find(const char *arg, recipe *r) {
     return 0;
 }
 
-/* --list: the recipes of the first folder that has any, with their first comment line. */
+/* --list: the recipes (*.recipe, sorted) of the first recipe folder that exists, each with
+ * its first comment line. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static void list_recipes(void) {
     char dirs[8][PATH_CAP];
     int nd = recipe_dirs(dirs, 8);
     for (int i = 0; i < nd; i++) {
-        if (!is_dir(dirs[i])) continue;
-        char cmd[PATH_CAP + 64];
-        printf("recipes in %s:\n", dirs[i]);
-        /* A fixed, small set: read the names the project ships rather than listing the folder. */
-        const char *names[] = {"default", "augmented-sbert", "tsdae", "domain-adaptation"};
-        for (int k = 0; k < 4; k++) {
-            FILE *f = pathf(cmd, sizeof cmd, "%s/%s.recipe", dirs[i], names[k]) ? NULL : fopen(cmd, "r");
-            if (!f) continue;
+        DIR *dh = opendir(dirs[i]);
+        if (!dh) continue;
+        strlist names = {0};
+        struct dirent *de;
+        while ((de = readdir(dh))) {
+            size_t n = strlen(de->d_name);
+            if (n > 7 && !strcmp(de->d_name + n - 7, ".recipe") && sl_push(&names, strndup(de->d_name, n - 7))) break;
+        }
+        closedir(dh);
+        if (names.n) qsort(names.s, (size_t)names.n, sizeof *names.s, cmp_str);
+        char real[PATH_MAX];
+        printf("recipes in %s:\n", realpath(dirs[i], real) ? real : dirs[i]);
+        for (int k = 0; k < names.n; k++) {
+            char path[PATH_CAP + 16];
+            FILE *f = pathf(path, sizeof path, "%s/%s.recipe", dirs[i], names.s[k]) ? NULL : fopen(path, "r");
             char line[512] = "";
-            while (fgets(line, sizeof line, f) && line[0] != '#') {
+            if (f) {
+                while (fgets(line, sizeof line, f) && line[0] != '#') {
+                }
+                fclose(f);
             }
-            fclose(f);
             char *t = line[0] == '#' ? trim(line + 1) : line;
             t[strcspn(t, "\n")] = 0;
-            printf("  %-18s %s\n", names[k], t);
+            printf("  %-18s %s\n", names.s[k], t);
         }
+        sl_free(&names);
         return;
     }
     printf("no recipe folder found (set ARGENT_RECIPES)\n");

@@ -2,7 +2,8 @@
 # argent pipeline on the built-in default recipe (jobs/recipes/default.recipe), made small
 # with recipe variables, at np 2. One mode per ctest:
 #   default  the recipe runs end to end: exit 0, the results table on stdout, report.md,
-#            results.csv (one row per evaluation) and a marker per stage
+#            results.csv (one row per evaluation), a marker per stage, and the curves
+#            (PNGs when gnuplot is installed, else a note in report.md)
 #   rerun    the finished pipeline run again: every stage skipped, nothing rewritten, the
 #            same table
 #   resume   a pipeline stopped by SIGUSR1 inside train-cross (fault injection) exits 85
@@ -44,6 +45,15 @@ default)
     [ "$rows" = 6 ] || { cat "$WORK/run/results.csv"; fail "$rows result rows, expected 6"; }
     grep -q '^## Stages' "$WORK/run/report.md" || fail "report.md has no stages table"
     grep -q 'skipped' "$WORK/first.err" && fail "a fresh run skipped a stage"
+    # Curves: PNGs with gnuplot, a note and the gnuplot scripts without it.
+    [ -s "$WORK/run/plots/10-bi-gold-silver-loss.gp" ] || fail "no plot script for the gold + silver loss"
+    if command -v gnuplot > /dev/null; then
+        n=$(ls "$WORK/run/plots/"*.png 2>/dev/null | wc -l)
+        [ "$n" = 6 ] || fail "$n PNG plots, expected 6 (loss and evaluation of 3 training runs)"
+        grep -q '](plots/10-bi-gold-silver-eval.png)' "$WORK/run/report.md" || fail "report.md does not show the plots"
+    else
+        grep -q 'Plots skipped: gnuplot is not installed' "$WORK/run/report.md" || fail "no note about the missing gnuplot"
+    fi
     ;;
 rerun)
     [ -f "$WORK/run/report.md" ] || fail "needs the default test's run"
@@ -126,7 +136,8 @@ slurm)
     for r in "$SRC"/jobs/recipes/*.recipe; do
         python3 "$SRC/slurm/submit" "$r" DATA=/data MODEL=/model --dry-run > "$WORK.$(basename "$r").sh" 2> "$WORK.err" ||
             { cat "$WORK.err"; fail "slurm/submit rejects $r"; }
-        n=$("$ARGENT" pipeline "$r" DATA=/data MODEL=/model --dry-run | grep -c '^ *[0-9]* ')
+        n=$("$MPIEXEC" -np 1 --allow-run-as-root --oversubscribe "$ARGENT" pipeline "$r" DATA=/data MODEL=/model --dry-run |
+            grep -c '^ *[0-9]* ')
         m=$(grep -c '^job[0-9]*=' "$WORK.$(basename "$r").sh")
         [ "$n" = "$m" ] || fail "$r: argent pipeline sees $n stages, slurm/submit $m jobs"
     done

@@ -124,12 +124,12 @@ def main():
     with open(os.path.join(a.work, "corpus.tsv"), "w") as f:
         f.write("text\n" + "".join(s + "\n" for s in sents))
     corpus = os.path.join(a.work, "corpus.h5")
-    run([a.argent, "prepare", "--input", os.path.join(a.work, "corpus.tsv"), "--a", "text", "--vocab",
+    mpi = [a.mpiexec, "--allow-run-as-root", "--oversubscribe", "-np"]
+    run(mpi + ["1", a.argent, "prepare", "--input", os.path.join(a.work, "corpus.tsv"), "--a", "text", "--vocab",
          os.path.join(folder, "vocab.txt"), "--out", corpus], os.path.join(a.work, "prepare.log"))
     batch, epochs, lr, seed, max_len = 4, 2, 2e-3, 7, 12
     common = ["tsdae", "--model", folder, "--data", corpus, "--batch", str(batch), "--seed", str(seed),
               "--max-length", str(max_len), "--check-every", "1"]
-    mpi = [a.mpiexec, "--allow-run-as-root", "--oversubscribe", "-np"]
     init = os.path.join(a.work, "init")
     run(mpi + ["1", a.argent] + common + ["--steps", "1", "--lr", "0", "--out", init], init + ".log")
     ref_losses, ref = torch_run(folder, sents, os.path.join(init, "checkpoints", "ckpt-000001.h5"), batch, epochs,
