@@ -10,6 +10,7 @@
  * checks every decomposable code point in both forms). The cased pass cannot, see
  * run_piece_cased. */
 #include "io/tokenizer.h"
+#include "io/readers.h"  /* ag_sha256_hex */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,55 +107,6 @@ static void vocab_insert(ag_tokenizer *tk, int32_t id) {
         if (tk->slot_hash[i] == h && key_equal(tk, old, s, n, cont)) { tk->slot_id[i] = id; break; }
     }
     if ((int)n > tk->maxlen[cont]) tk->maxlen[cont] = (int)n;
-}
-
-/* ---------------------------------------------------------------- sha256 (FIPS 180-4) */
-
-static const uint32_t SHA_K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-static inline uint32_t ror32(uint32_t x, int r) { return (x >> r) | (x << (32 - r)); }
-
-static void sha256_block(uint32_t st[8], const uint8_t *b) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = st[0], bb = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) + SHA_K[i] + w[i];
-        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
-        h = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
-    }
-    st[0] += a; st[1] += bb; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
-}
-
-static void sha256_hex(const uint8_t *p, size_t n, char out[65]) {
-    uint32_t st[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) sha256_block(st, p + i);
-    uint8_t tail[128] = {0};
-    size_t r = n - i;
-    memcpy(tail, p + i, r);
-    tail[r] = 0x80;
-    size_t tl = r + 9 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int k = 0; k < 8; k++) tail[tl - 1 - k] = (uint8_t)(bits >> (8 * k));
-    sha256_block(st, tail);
-    if (tl == 128) sha256_block(st, tail + 64);
-    for (int k = 0; k < 8; k++) snprintf(out + 8 * k, 9, "%08x", st[k]);
 }
 
 /* ---------------------------------------------------------------- UTF-8 */
@@ -703,7 +655,7 @@ ag_tokenizer *ag_tokenizer_load(const char *vocab_path, int do_lower_case) {
     ag_tokenizer *tk = calloc(1, sizeof *tk);
     if (!tk) { free(buf); return ag_err("vocab %s: out of memory", vocab_path), NULL; }
     tk->lower = do_lower_case != 0;
-    sha256_hex(buf, n, tk->hash_hex);
+    ag_sha256_hex(buf, n, tk->hash_hex);
 
     /* Lines end at \n, \r\n or \r: Python's text mode (universal newlines), then
      * rstrip("\n"). A last line without a newline still counts; an empty file has none. */
