@@ -58,6 +58,21 @@ typedef struct ag_ops {
     void (*upload)(void *dst, const void *host_src, size_t bytes);    /* host -> backend */
     void (*download)(void *host_dst, const void *src, size_t bytes);  /* backend -> host */
     void (*sync)(void);                                        /* wait for queued work */
+    /* ---- activation storage ----
+     * act_bytes: bytes per ACTIVATION element in this table: 4 (fp32 tables: ag_ops_cpu,
+     * ag_ops_cuda) or 2 (16-bit activation tables, nn/cuda/amp.h). Activations are the
+     * float * tensors the ops below read and write other than: parameters and parameter
+     * gradients (always fp32, from an ag_params), layernorm mean/rstd (fp32), the attention
+     * key_mask (fp32) and whatever an op's comment names as fp32. Model code allocates an
+     * activation of n elements as alloc(n * act_bytes) and never does arithmetic on
+     * activation pointers except through ops (copy2d/acc2d strides count elements).
+     * zero/copy/add/acc/scale/copy2d/acc2d operate on activations; fp32 buffers outside the
+     * parameter table are filled with upload/download (bytes).
+     * upload_act / download_act move n activation elements between fp32 host memory and
+     * the backend, converting to / from the table's storage type (a plain copy for fp32). */
+    size_t act_bytes;
+    void (*upload_act)(float *dst, const float *host_src, size_t n);
+    void (*download_act)(float *host_dst, const float *src, size_t n);
 
     /* ---- elementwise ---- */
     /* out[n] = a[n] + b[n] (residual add; out may alias a or b). */
@@ -145,6 +160,19 @@ typedef struct ag_ops {
                                const float *dout, const float *q, const float *k,
                                const float *v, const float *probs, const uint8_t *pmask,
                                int B, int Tq, int Tk, int H, int D, float p);
+    /* ---- fused forwards (optional: NULL means the caller composes the unfused ops) ----
+     * Each gives exactly what the composition gives (the CPU table: bit for bit; other
+     * backends: within their op tolerances), and saves what the unfused backward reads.
+     * linear_gelu_forward: pre[N,OC] = in . W^T + b (b may be NULL); act = gelu(pre).
+     *   Equals linear_forward(pre, ...) then gelu_forward(act, pre). */
+    void (*linear_gelu_forward)(float *pre, float *act, const float *in, const float *W,
+                                const float *b, int N, int IC, int OC);
+    /* add_layernorm_forward: res[N,C] = x + r (res may alias x or r); out = layernorm(res)
+     * with mean/rstd saved. Equals add(res, x, r) then layernorm_forward(out, mean, rstd,
+     * res, w, b, N, C, eps). */
+    void (*add_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
+                                  const float *x, const float *r, const float *w,
+                                  const float *b, int N, int C, float eps);
 } ag_ops;
 
 extern const ag_ops ag_ops_cpu;

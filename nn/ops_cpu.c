@@ -450,6 +450,13 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, float *scrat
         }
 }
 
+static void cpu_upload_act(float *dst, const float *host_src, size_t n) {
+    if (n) memcpy(dst, host_src, n * sizeof *dst);
+}
+static void cpu_download_act(float *host_dst, const float *src, size_t n) {
+    if (n) memcpy(host_dst, src, n * sizeof *src);
+}
+
 const ag_ops ag_ops_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -459,6 +466,9 @@ const ag_ops ag_ops_cpu = {
     .upload = cpu_upload,
     .download = cpu_download,
     .sync = cpu_sync,
+    .act_bytes = sizeof(float),
+    .upload_act = cpu_upload_act,
+    .download_act = cpu_download_act,
     .add = cpu_add,
     .acc = cpu_acc,
     .scale = cpu_scale,

@@ -64,6 +64,8 @@ int ag_cuda_params_upload(ag_params *dev, const ag_params *host, int want_grad);
 /* Copy dev's data and/or grad back into host's buffers (equal total required). Waits for
  * queued work first and reports any recorded error like ag_cuda_check. */
 int ag_cuda_params_download(ag_params *host, const ag_params *dev, int want_data, int want_grad);
+/* grad = 0 on the device (queued on the backend's stream, fp32 whatever the table). */
+void ag_cuda_params_zero_grad(ag_params *dev);
 void ag_cuda_params_free(ag_params *dev);
 
 #ifdef __cplusplus

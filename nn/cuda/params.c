@@ -68,3 +68,7 @@ void ag_cuda_params_free(ag_params *dev) {
     ag_cuda_free(dev->grad);
     memset(dev, 0, sizeof *dev);
 }
+
+void ag_cuda_params_zero_grad(ag_params *dev) {
+    if (dev->grad && dev->total) ag_cuda_zero(dev->grad, dev->total);
+}

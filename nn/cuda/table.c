@@ -4,6 +4,13 @@
 #include "nn/cuda/cuda.h"
 #include "nn/cuda/internal.h"
 
+static void ag_cuda_upload_act(float *dst, const float *host_src, size_t n) {
+    ag_cuda_upload(dst, host_src, n * sizeof(float));
+}
+static void ag_cuda_download_act(float *host_dst, const float *src, size_t n) {
+    ag_cuda_download(host_dst, src, n * sizeof(float));
+}
+
 const ag_ops ag_ops_cuda = {
     .name = "cuda",
     .alloc = ag_cuda_alloc,
@@ -13,6 +20,9 @@ const ag_ops ag_ops_cuda = {
     .upload = ag_cuda_upload,
     .download = ag_cuda_download,
     .sync = ag_cuda_sync,
+    .act_bytes = sizeof(float),
+    .upload_act = ag_cuda_upload_act,
+    .download_act = ag_cuda_download_act,
     .add = ag_cuda_add,
     .acc = ag_cuda_acc,
     .scale = ag_cuda_scale,
