@@ -52,7 +52,7 @@ if(TARGET argent_cuda)
       list(APPEND _emu_src ${_emu_dir}/${_cu}.cc)
     endforeach()
     set(_emu_glue)
-    foreach(_c backend linear params select table)
+    foreach(_c backend linear params select table lowp_table)
       list(APPEND _emu_glue ${CMAKE_SOURCE_DIR}/nn/cuda/${_c}.c)
     endforeach()
     # argent_cuda's sources built for the emulator, which stands in for libcudart/libcublas.

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "nn/amp.h"
+#include "nn/ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +30,12 @@ extern "C" {
 /* 0, or -1 with ag_err for an unknown value. Takes effect for the next product. */
 int ag_cuda_set_precision(ag_precision p);
 ag_precision ag_cuda_precision(void);
+
+/* The op table for a training/inference precision on the GPU: AG_PREC_FP32 -> &ag_ops_cuda
+ * (fp32 activations); AG_PREC_BF16 / AG_PREC_FP16 -> a table with 16-bit activations
+ * (act_bytes 2), fp32 parameters, parameter gradients and reductions. NULL with ag_err when
+ * the precision is unknown or its table is not available. Initialises nothing. */
+const ag_ops *ag_cuda_ops_for(ag_precision prec);
 
 /* dst (16-bit) = src rounded to nearest even; to_f32 widens (exact). */
 void ag_cuda_lowp_from_f32(ag_precision prec, void *dst, const float *src, size_t n);
