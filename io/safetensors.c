@@ -34,34 +34,7 @@ static size_t dtype_size(ag_st_dtype d) {
     return 0;
 }
 
-float ag_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);            /* inf / NaN (payload kept) */
-    } else if (exp == 0) {
-        if (man == 0) {
-            bits = sign;                                     /* signed zero */
-        } else {
-            /* Subnormal: value = man * 2^-24. Normalise into an f32 exponent. */
-            int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400));
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-        }
-    } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13);     /* rebias 15 -> 127 */
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-float ag_bf16_to_f32(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;  /* bfloat16 is the top half of an f32 */
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+/* ag_f16_to_f32 / ag_bf16_to_f32 (exact widening) come from nn/amp.c. */
 
 static void st_free(ag_st_file *f) {
     for (int i = 0; i < f->n; i++) free(f->t[i].name);

@@ -328,10 +328,10 @@ int ag_cross_forward(ag_cross *x, const ag_dataset *ds, const int64_t *pairs, in
     if (build_batch(x, ds, pairs, n)) return -1;
     if (keys) memcpy(x->keys, keys, (size_t)n * sizeof *keys);
     ag_bert_batch in = {n, x->T, x->ids, x->types, x->mask, keys ? x->keys : NULL};
-    if (ag_bert_forward(&x->m, &x->p, &in, training, seed, 1)) return -1;
+    if (ag_bert_forward(&x->m, x->run_p ? x->run_p : &x->p, &in, training, seed, 1)) return -1;
     size_t C = (size_t)x->md.hidden_size;
-    /* The pooler output lives on the backend; the head works on host memory. */
-    x->m.ops->download(x->pooled, ag_bert_pooled(&x->m), (size_t)n * C * sizeof(float));
+    /* The pooler output lives on the backend; the head works on host memory (fp32). */
+    x->m.ops->download_act(x->pooled, ag_bert_pooled(&x->m), (size_t)n * C);
     return ag_xhead_forward(&x->head, &x->p, x->pooled, n, keys ? x->keys : NULL, seed, training, x->xdrop, logits);
 }
 
@@ -349,13 +349,14 @@ int ag_cross_backward(ag_cross *x, const float *dlogits, int training, uint64_t 
     }
     const float *dp = x->dpooled;
     float *dev = NULL;
-    if (x->m.ops->upload && x->m.ops->alloc && strcmp(x->m.ops->name, "cpu")) {
-        dev = x->m.ops->alloc((size_t)x->B * C * sizeof(float));
+    if (x->m.ops != &ag_ops_cpu) {
+        dev = x->m.ops->alloc((size_t)x->B * C * x->m.ops->act_bytes);
         if (!dev) return ag_err("out of backend memory for the pooler gradient");
-        x->m.ops->upload(dev, x->dpooled, (size_t)x->B * C * sizeof(float));
+        x->m.ops->upload_act(dev, x->dpooled, (size_t)x->B * C);
+        if (x->grad_scale != 0 && x->grad_scale != 1) x->m.ops->scale(dev, x->grad_scale, (size_t)x->B * C);
         dp = dev;
     }
-    int rc = ag_bert_backward(&x->m, &x->p, NULL, dp);
+    int rc = ag_bert_backward(&x->m, x->run_p ? x->run_p : &x->p, NULL, dp);
     if (dev) x->m.ops->free(dev);
     return rc;
 }

@@ -32,6 +32,12 @@ typedef struct {
     ag_bert m;               /* encoder with pooler, prefix "bert." */
     ag_xhead head;           /* classifier.weight [L,C], classifier.bias [L] */
     ag_params p;             /* the whole table: encoder, pooler, classifier */
+    /* Where the encoder runs (set after loading; zero = the CPU): run_p, a device mirror of p
+     * whose encoder tensors the forward/backward use (m.ops its table; the classifier stays
+     * on the host, on p); grad_scale, the fp16 loss scale applied to the pooler gradient
+     * uploaded for the backward (0 or 1: none). See jobs/device.h. */
+    ag_params *run_p;
+    float grad_scale;
     ag_tokenizer *tk;        /* the checkpoint's own vocab (special ids for building pairs) */
     char vocab_sha256[65];   /* sha256 of the vocab bytes: datasets must carry the same */
     int max_len;             /* tokens per pair including [CLS] and two [SEP] */

@@ -17,6 +17,7 @@
 #include "io/readers.h"
 #include "jobs/cli.h"
 #include "jobs/commands.h"
+#include "jobs/device.h"
 #include "nn/error.h"
 
 int ag_vocab_special(const char *vocab, size_t len, int32_t *cls, int32_t *sep, int32_t *pad) {
@@ -126,9 +127,10 @@ static int len_cmp(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* One batch of sentences (their pieces), eval mode, into out[n, C]. */
+/* One batch of sentences (their pieces), eval mode, into out[n, C]. hid: host room for the
+ * hidden states [n, max_len, C] when the model runs on a device (NULL on the CPU). */
 static int encode_batch(const ag_encoder *enc, const ag_dataset *ds, const int64_t *sent, int n, int32_t *ids,
-                        int32_t *mask, const int32_t **pc, int *lens, int32_t *argmax, float *out) {
+                        int32_t *mask, const int32_t **pc, int *lens, int32_t *argmax, float *hid, float *out) {
     for (int i = 0; i < n; i++) {
         pc[i] = ag_dataset_tokens(ds, sent[i], &lens[i]);
         if (!pc[i] && lens[i] == 0) pc[i] = ids;  /* empty text: [CLS] [SEP] */
@@ -136,7 +138,12 @@ static int encode_batch(const ag_encoder *enc, const ag_dataset *ds, const int64
     int T = ag_encoder_input(enc, pc, lens, n, ids, mask);
     ag_bert_batch in = {n, T, ids, NULL, mask, NULL};
     if (ag_bert_forward(enc->m, enc->p, &in, 0, 0, 0)) return -1;
-    if (ag_pool_forward(enc->pool, ag_bert_hidden(enc->m), mask, n, T, enc->C, out, argmax)) return -1;
+    const float *h = ag_bert_hidden(enc->m);
+    if (hid) {  /* pooling is host code: the hidden states come down (converted to fp32) */
+        enc->m->ops->download_act(hid, h, (size_t)n * T * enc->C);
+        h = hid;
+    }
+    if (ag_pool_forward(enc->pool, h, mask, n, T, enc->C, out, argmax)) return -1;
     if (enc->normalize) ag_l2norm_forward(out, n, enc->C, out, NULL);
     return 0;
 }
@@ -160,8 +167,10 @@ int ag_encode(const ag_encoder *enc, const ag_dataset *ds, const int64_t *sent, 
     int32_t *argmax = malloc((size_t)batch * C * sizeof(int32_t));
     const int32_t **pc = malloc((size_t)batch * sizeof *pc);
     int *lens = malloc((size_t)batch * sizeof *lens);
+    int on_host = enc->m->ops == &ag_ops_cpu;
+    float *hid = on_host ? NULL : malloc((size_t)batch * enc->max_len * C * sizeof(float));
     int rc = 0;
-    if (!ord || !sorted || !mine || !ids || !mask || !argmax || !pc || !lens)
+    if (!ord || !sorted || !mine || !ids || !mask || !argmax || !pc || !lens || (!on_host && !hid))
         rc = ag_err("encode: out of memory for %lld sentences", (long long)n);
     for (int64_t i = 0; i < n && !rc; i++) {
         if (sent[i] < 0 || sent[i] >= ds->n_sentences) {
@@ -180,7 +189,7 @@ int ag_encode(const ag_encoder *enc, const ag_dataset *ds, const int64_t *sent, 
     int64_t at = 0;
     for (int64_t b = rank; b < nb && !rc; b += np) {
         int bn = (int)((b + 1) * batch > n ? n - b * batch : batch);
-        rc = encode_batch(enc, ds, sorted + b * batch, bn, ids, mask, pc, lens, argmax, mine + (size_t)at * C);
+        rc = encode_batch(enc, ds, sorted + b * batch, bn, ids, mask, pc, lens, argmax, hid, mine + (size_t)at * C);
         at += bn;
     }
     if (comm != MPI_COMM_NULL && np > 1) {
@@ -225,7 +234,7 @@ int ag_encode(const ag_encoder *enc, const ag_dataset *ds, const int64_t *sent, 
             if (all != mine) free(all);
         }
     }
-    free(ord); free(sorted); free(mine); free(ids); free(mask); free(argmax); free(pc); free(lens);
+    free(ord); free(sorted); free(mine); free(ids); free(mask); free(argmax); free(pc); free(lens); free(hid);
     return rc;
 }
 
@@ -356,6 +365,7 @@ static const ag_cli_opt encode_opts[] = {
     {"out", "FILE.h5", "embeddings file to write (replaced atomically)", NULL, 1},
     {"batch", "N", "sentences per batch", "32", 0},
     {"max-length", "N", "tokens per text incl. [CLS]/[SEP] (default: the model's max_seq_length)", NULL, 0},
+    AG_DEVICE_CLI_OPTS,
     {0}};
 
 int ag_cmd_encode(int argc, char **argv) {
@@ -394,13 +404,22 @@ int ag_cmd_encode(int argc, char **argv) {
     ag_dataset_init(&ds);
     int have_model = 0;
     float *emb = NULL;
-    rc = ag_load_bi_encoder(model, &md, &m, &p);
+    ag_device dv;
+    rc = ag_device_open(&dv, ag_cli_str(&c, "device"), ag_cli_str(&c, "precision"), cm->local_rank);
+    if (!rc) rc = ag_load_bi_encoder(model, &md, &m, &p);
     if (!rc) have_model = 1;
     if (!rc) rc = ag_dataset_read(input, &ds);
     if (!rc) rc = ag_check_dataset_vocab(&ds, input, &md);
     if (!rc) rc = ag_encoder_init(&enc, &m, &p, &md, (int)max_len);
+    /* On the GPU the forward runs on a device copy of the weights; pooling stays on the host. */
+    if (!rc) rc = ag_device_mirror(&dv, &p);
+    if (!rc) {
+        m.ops = dv.ops;
+        enc.p = ag_device_params(&dv, &p);
+    }
     int bad = rc != 0, any = 0;
     MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
+    if (!any) ag_device_say(&dv, "encode");
     int64_t S = ds.n_sentences;
     if (!any) {
         int64_t *ids = malloc((size_t)(S ? S : 1) * sizeof *ids);
@@ -426,6 +445,7 @@ int ag_cmd_encode(int argc, char **argv) {
     free(emb);
     ag_dataset_free(&ds);
     if (have_model) { ag_bert_free(&m); ag_params_free(&p); }
+    ag_device_close(&dv);
     ag_model_desc_free(&md);
     ag_cli_free(&c);
     ag_comm_finalize();

@@ -16,6 +16,7 @@
 #include "dist/comm.h"
 #include "dist/signals.h"
 #include "io/checkpoint.h"
+#include "jobs/device.h"
 #include "jobs/metrics.h"
 #include "nn/error.h"
 #include "nn/rng.h"
@@ -47,6 +48,7 @@ struct ag_engine {
     int has_best;
     double best;
     int64_t best_step, last_eval_step, last_ckpt_step;
+    ag_device *dev;          /* GPU training (NULL: CPU) */
 };
 
 void ag_eval_add(ag_eval_result *r, const char *name, double value) {
@@ -464,16 +466,18 @@ void ag_engine_set_fingerprint(ag_engine *e, const char *text) {
 
 /* ---- hooks ---------------------------------------------------------------------------- */
 
+void ag_engine_set_device(ag_engine *e, struct ag_device *d) { e->dev = d && d->gpu ? d : NULL; }
+
 int ag_engine_grad_hook(void *engine, int first, int last) {
     ag_engine *e = engine;
-    if (e->cfg.no_overlap) return 0;
+    if (e->cfg.no_overlap || e->dev) return 0;
     for (int t = first; t <= last; t++)
         if (ag_ar_ready(e->ar, t)) return -1;
     return ag_ar_progress(e->ar);
 }
 
 int ag_engine_accumulate(ag_engine *e) { return ag_ar_accumulate(e->ar); }
-int ag_engine_progress(ag_engine *e) { return e->cfg.no_overlap ? 0 : ag_ar_progress(e->ar); }
+int ag_engine_progress(ag_engine *e) { return e->cfg.no_overlap || e->dev ? 0 : ag_ar_progress(e->ar); }
 
 double ag_engine_last_loss(const ag_engine *e) { return e->last_loss; }
 int64_t ag_engine_step(const ag_engine *e) { return e->step; }
@@ -545,6 +549,7 @@ static void maybe_perturb(ag_engine *e) {
     if (ag_fault_point("perturb", e->step)) {
         ag_err_clear();
         e->p->data[0] += 1e-3f;
+        if (e->dev && ag_device_upload(e->dev, e->p)) ag_logr("fault injection: %s", ag_errmsg());
         ag_logr("fault injected: parameter %s perturbed before step %lld", e->p->t[0].name, (long long)e->step);
     }
 }
@@ -568,8 +573,11 @@ static int one_step(ag_engine *e) {
     int rc = ag_ar_begin(e->ar);
     double loss = 0, t0 = MPI_Wtime();
     if (!rc) rc = ag_fault_point("step", e->step);
+    if (!rc && e->dev) rc = ag_device_begin_step(e->dev);
     if (!rc) {
         rc = e->task.step(e->task.ctx, e, &b, &loss);
+        /* The device gradient joins the host one (heads) before the host reduction. */
+        if (!rc && e->dev) rc = ag_device_end_step(e->dev, e->p);
         if (rc) ag_err_ctx("step %lld", (long long)e->step);
     }
     double t1 = MPI_Wtime();
@@ -585,12 +593,32 @@ static int one_step(ag_engine *e) {
         if (rc) return -1;
         return ag_err("step %lld failed on %d rank(s) (their messages say why)", (long long)e->step, (int)sum[1]);
     }
+    double lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
+    if (e->dev && e->dev->scaler.enabled) {
+        /* fp16: the reduced gradient is the same on every rank, so is the decision. */
+        int bad = ag_nonfinite_any(e->p->grad, e->p->total);
+        ag_scaler_update(&e->dev->scaler, bad);
+        if (bad) {
+            if (e->rank == 0)
+                ag_metrics_note(e->mx, "step %lld: inf/NaN in the fp16 gradient, step skipped, loss scale now %g",
+                                (long long)e->step, (double)e->dev->scaler.scale);
+            e->opt.step++;
+            e->step++;
+            e->pos += G;
+            if (e->pos >= N) { e->epoch++; e->pos = 0; }
+            e->last_loss = sum[0];
+            e->last_lr = lr;
+            e->last_norm = 0;
+            e->last_global = G;
+            return 0;
+        }
+    }
     double norm = e->cfg.max_grad_norm > 0 ? ag_clip_grad_norm(e->p, e->cfg.max_grad_norm) : ag_grad_norm(e->p);
     if (!isfinite(norm) || !isfinite(sum[0]))
         return ag_err("step %lld: the loss (%g) or the gradient norm (%g) is not finite; lower --lr or check the "
                       "data", (long long)e->step, sum[0], norm);
-    double lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
     if (ag_adamw_step(&e->opt, e->p, lr)) return -1;
+    if (e->dev && ag_device_upload(e->dev, e->p)) return ag_err_ctx("step %lld", (long long)e->step);
     e->step++;
     e->pos += G;
     if (e->pos >= N) { e->epoch++; e->pos = 0; }
@@ -609,6 +637,7 @@ int ag_engine_run(ag_engine *e) {
     if (agree(e, e->mx ? 0 : -1)) return -1;
     int resumed = 0;
     if (load_or_broadcast(e, &resumed)) return -1;
+    if (e->dev && agree(e, ag_device_upload(e->dev, e->p))) return -1;
     ag_metrics_resume(e->mx, e->step);
     char model_path[PATH_CAP + 16];
     snprintf(model_path, sizeof model_path, "%s/model.h5", e->out_dir);

@@ -169,6 +169,17 @@ int ag_engine_accumulate(ag_engine *e);
 /* Let in-flight reductions progress (MPI_Test); cheap, call between pieces of compute. */
 int ag_engine_progress(ag_engine *e);
 
+/* GPU training (jobs/device.h): the task runs its model on d's device mirror of p. The
+ * engine then uploads p's data to the mirror after every change (start, resume, each
+ * optimiser step), zeroes the device gradient before each step and adds it into p->grad
+ * after the task's step (ag_device_end_step); the reduction, clipping and AdamW stay on the
+ * host, on p, as on the CPU. The backward hook then starts nothing (the host gradient is
+ * complete only after the download): everything is reduced after the step. With fp16 loss
+ * scaling a step whose reduced gradient holds an inf/NaN is skipped (no AdamW update) and
+ * the scale backs off. d NULL or on the CPU: the plain CPU loop. Call before ag_engine_run. */
+struct ag_device;
+void ag_engine_set_device(ag_engine *e, struct ag_device *d);
+
 /* After ag_engine_run: the last step's global loss, the final step, and the allreduce
  * timing (communication time and the part of it hidden under backward). */
 double ag_engine_last_loss(const ag_engine *e);

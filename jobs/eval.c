@@ -1,21 +1,32 @@
-/* `argent eval`: evaluate a bi-encoder on a pair dataset, as sentence-transformers'
- * evaluators do: STS (EmbeddingSimilarityEvaluator: Pearson and Spearman of cosine,
+/* `argent eval`: evaluate a model on a pair dataset, as sentence-transformers' evaluators
+ * do. A bi-encoder: STS (EmbeddingSimilarityEvaluator: Pearson and Spearman of cosine,
  * -Manhattan, -Euclidean and dot similarities against the gold scores, and the maxima) or
  * binary classification (BinaryClassificationEvaluator: best-threshold accuracy, F1,
- * average precision per similarity). Prints a table; --csv writes metric,value rows.
- * Encoding is spread over the ranks (length-sorted batches; the numbers do not depend on
- * the rank count). */
+ * average precision per similarity). A cross-encoder (a train-cross checkpoint, found by
+ * the checkpoint's kind): correlation (CrossEncoderCorrelationEvaluator: Pearson and
+ * Spearman of the sigmoid scores of a one-label model against gold scores) or
+ * classification (CrossEncoderClassificationEvaluator: best-threshold accuracy, F1 and
+ * average precision of a one-label model on 0/1 labels; argmax accuracy and macro / micro /
+ * weighted F1 of an L-class model), with nn/evaluate_cross.h's arithmetic, the same as
+ * train-cross's periodic evaluation. Prints a table; --csv writes metric,value rows (for a
+ * cross-encoder the primary metric first). Encoding / prediction is spread over the ranks
+ * (length-sorted batches; the numbers do not depend on the rank count). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/allreduce.h"
 #include "dist/comm.h"
+#include "io/checkpoint.h"
 #include "jobs/cli.h"
 #include "jobs/commands.h"
+#include "jobs/crossenc.h"
 #include "jobs/encode.h"
 #include "nn/error.h"
 #include "nn/evaluate.h"
+#include "nn/evaluate_cross.h"
 
 /* The labelled pairs of ds and the distinct sentences they use, encoded: u, v [np, C]. */
 static int encode_pairs(const ag_encoder *enc, const ag_dataset *ds, int batch, MPI_Comm comm, float **u, float **v,
@@ -72,11 +83,15 @@ int ag_sts_dataset(const ag_encoder *enc, const ag_dataset *ds, int batch, MPI_C
 }
 
 static const ag_cli_opt eval_opts[] = {
-    {"model", "CKPT", "bi-encoder checkpoint (file, or a train-bi run directory: its model.h5)", NULL, 1},
+    {"model", "CKPT", "bi-encoder or cross-encoder checkpoint (file, or a train-bi / train-cross run directory: its "
+                      "model.h5); the checkpoint's kind picks the evaluators", NULL, 1},
     {"data", "PAIRS.h5", "pair dataset from argent prepare (pairs without a label are left out)", NULL, 1},
-    {"task", "T", "sts (EmbeddingSimilarityEvaluator) or binary (BinaryClassificationEvaluator, labels 0/1)", "sts", 0},
-    {"batch", "N", "sentences per encoding batch", "32", 0},
-    {"max-length", "N", "tokens per text incl. [CLS]/[SEP] (default: the model's max_seq_length)", NULL, 0},
+    {"task", "T", "bi-encoder: sts (EmbeddingSimilarityEvaluator, the default) or binary (BinaryClassification"
+                  "Evaluator, labels 0/1); cross-encoder: correlation (score labels, one-label model) or "
+                  "classification (class labels); default from the dataset's label kind", NULL, 0},
+    {"batch", "N", "sentences (bi-encoder) or pairs (cross-encoder) per forward pass", "32", 0},
+    {"max-length", "N", "tokens per text incl. [CLS]/[SEP], or per pair for a cross-encoder (default: the model's "
+                        "max_seq_length)", NULL, 0},
     {"csv", "FILE", "also write the results as CSV (metric,value)", NULL, 0},
     {"name", "NAME", "name of the evaluation in the table and CSV", NULL, 0},
     {0}};
@@ -92,17 +107,195 @@ static int write_csv(const char *path, int n, const char *const *names, const do
     return 0;
 }
 
+/* Sort key of a prediction batch: longest pair first, ties by position. */
+typedef struct { int len; int64_t k; } len_pos;
+static int len_pos_cmp(const void *a, const void *b) {
+    const len_pos *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* Collective: the predictions [n, L] of pairs[0..n) on every rank (sigmoid scores for one
+ * label, logits for more, as CrossEncoder.predict). The pairs are sorted by length once and
+ * cut into batches of `batch`; each rank predicts a run of whole batches, so every pair is
+ * computed in the same batch whatever the rank count, and the numbers do not depend on it. */
+static int cross_predict_all(ag_cross *x, const ag_dataset *ds, const int64_t *pairs, int64_t n, int batch,
+                             MPI_Comm comm, float *out) {
+    int size, rank, L = ag_cross_labels(x);
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+    len_pos *ord = malloc((size_t)(n ? n : 1) * sizeof *ord);
+    int64_t *sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+    float *tmp = malloc((size_t)(n ? n : 1) * (size_t)L * sizeof *tmp);
+    int *cnt = malloc((size_t)size * sizeof *cnt), *off = malloc((size_t)size * sizeof *off);
+    int rc = ord && sorted && tmp && cnt && off ? 0 : ag_err("out of memory for %lld pairs", (long long)n);
+    if (!rc && n * L > INT_MAX) rc = ag_err("too many pairs to evaluate at once (%lld)", (long long)n);
+    if (!rc) {
+        for (int64_t k = 0; k < n; k++) ord[k] = (len_pos){ag_cross_pair_len(x, ds, pairs[k]), k};
+        qsort(ord, (size_t)n, sizeof *ord, len_pos_cmp);
+        for (int64_t k = 0; k < n; k++) sorted[k] = pairs[ord[k].k];
+        int64_t nb = (n + batch - 1) / batch;
+        for (int r = 0; r < size; r++) {
+            int64_t b0, bc;
+            ag_batch_slice(nb, size, r, &b0, &bc);
+            int64_t begin = b0 * batch, end = (b0 + bc) * batch < n ? (b0 + bc) * batch : n;
+            if (begin > n) begin = n;
+            cnt[r] = (int)((end - begin) * L);
+            off[r] = (int)(begin * L);
+        }
+        if (cnt[rank]) rc = ag_cross_predict(x, ds, sorted + off[rank] / L, cnt[rank] / L, batch, tmp + off[rank]);
+    }
+    int bad = rc != 0, any = 0;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
+    if (!any) {
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, tmp, cnt, off, MPI_FLOAT, comm);
+        for (int64_t k = 0; k < n; k++)
+            for (int j = 0; j < L; j++) {
+                float v = tmp[(size_t)k * L + j];
+                out[(size_t)ord[k].k * L + j] = L == 1 ? 1.0f / (1.0f + expf(-v)) : v;
+            }
+    }
+    free(ord); free(sorted); free(tmp); free(cnt); free(off);
+    if (any) return rc ? -1 : ag_err("prediction failed on another rank");
+    return 0;
+}
+
+/* One metric,value row of the results. */
+static void put(const char **names, double *vals, int *n, const char *name, double v) {
+    names[*n] = name;
+    vals[(*n)++] = v;
+}
+
+/* Task ids of eval's --task. */
+enum { T_STS, T_BINARY, T_CORR, T_CLASS };
+
+/* `argent eval` of a cross-encoder checkpoint: task -1 picks correlation for score labels,
+ * classification for class labels. Collective; returns eval's exit code. */
+static int eval_cross(const char *model, const char *data, const char *name, const char *csv, int task, int batch,
+                      int max_len, const ag_comm *cm) {
+    ag_cross x;
+    ag_dataset ds;
+    ag_dataset_init(&ds);
+    char file[4200] = "";
+    int have_x = 0, L = 0;
+    int64_t n = 0, *pairs = NULL;
+    float *pred = NULL, *gold_f = NULL;
+    int32_t *gold_i = NULL;
+    int rc = ag_cross_load(&x, model, file, sizeof file);
+    if (!rc) {
+        have_x = 1;
+        L = ag_cross_labels(&x);
+    }
+    if (!rc && max_len && ag_cross_set_max_len(&x, max_len)) rc = ag_err_ctx("--max-length");
+    if (!rc) rc = ag_dataset_read(data, &ds);
+    if (!rc && ds.n_pairs == 0) rc = ag_err("%s: has no pairs (a dataset of sentences?); eval needs labelled pairs", data);
+    if (!rc && ds.label_kind == AG_LABEL_NONE)
+        rc = ag_err("%s: has no labels (label_kind none); eval needs labelled pairs", data);
+    if (!rc) rc = ag_cross_check_data(&x, &ds, data);
+    if (!rc && (task == T_STS || task == T_BINARY))
+        rc = ag_err("--task %s evaluates a bi-encoder, and %s is a cross-encoder (use --task correlation or "
+                    "classification)", task == T_STS ? "sts" : "binary", file);
+    if (!rc && task < 0) {
+        if (ds.label_kind == AG_LABEL_CLASS) task = T_CLASS;
+        else if (L == 1) task = T_CORR;
+        else
+            rc = ag_err("%s: has score labels, and %s is a %d-class cross-encoder (class logits): evaluate it on "
+                        "pairs with class labels (argent prepare --label-kind class), or evaluate a one-label "
+                        "cross-encoder on scores", data, file, L);
+    }
+    if (!rc && task == T_CORR && L != 1)
+        rc = ag_err("--task correlation: %s is a %d-class cross-encoder; correlation needs a one-label (score) "
+                    "cross-encoder (use --task classification)", file, L);
+    /* The labelled pairs, checked against what the evaluator takes. */
+    if (!rc) {
+        pairs = malloc((size_t)ds.n_pairs * sizeof *pairs);
+        gold_f = malloc((size_t)ds.n_pairs * sizeof *gold_f);
+        gold_i = malloc((size_t)ds.n_pairs * sizeof *gold_i);
+        pred = malloc((size_t)ds.n_pairs * (size_t)L * sizeof *pred);
+        if (!pairs || !gold_f || !gold_i || !pred) rc = ag_err("out of memory for %lld pairs", (long long)ds.n_pairs);
+    }
+    for (int64_t i = 0; !rc && i < ds.n_pairs; i++) {
+        float y = ds.label[i];
+        if (!isfinite(y)) continue;
+        if (task == T_CLASS && (y != floorf(y) || y < 0 || y > (L == 1 ? 1 : L - 1))) {
+            if (L == 1)
+                rc = ag_err("%s: pair %lld (line %lld) has label %g; a one-label cross-encoder (%s) is evaluated as "
+                            "a binary classifier, on labels 0 or 1", data, (long long)i, (long long)ds.line[i],
+                            (double)y, file);
+            else
+                rc = ag_err("%s: pair %lld (line %lld) has label %g; %s has %d classes, labels 0..%d", data,
+                            (long long)i, (long long)ds.line[i], (double)y, file, L, L - 1);
+            break;
+        }
+        pairs[n] = i;
+        gold_f[n] = y;
+        gold_i[n++] = (int32_t)y;
+    }
+    if (!rc && n < (task == T_CORR ? 2 : 1))
+        rc = ag_err("%s: %lld labelled pair%s; the %s evaluation needs at least %d", data, (long long)n,
+                    n == 1 ? "" : "s", task == T_CORR ? "correlation" : "classification", task == T_CORR ? 2 : 1);
+    int bad = rc != 0, any = 0;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
+    const char *names[16];
+    double vals[16];
+    int nm = 0;
+    double t0 = MPI_Wtime();
+    if (!any) rc = cross_predict_all(&x, &ds, pairs, n, batch, cm->world, pred);
+    if (!any && !rc && task == T_CORR) {
+        ag_xeval_corr r;
+        rc = ag_xeval_correlation(pred, gold_f, (size_t)n, &r);
+        if (!rc) {
+            put(names, vals, &nm, "spearman", r.spearman);
+            put(names, vals, &nm, "pearson", r.pearson);
+        }
+    } else if (!any && !rc) {
+        ag_xeval_class r;
+        rc = ag_xeval_classification(pred, L, gold_i, (size_t)n, &r);
+        if (!rc && L == 1) {
+            put(names, vals, &nm, "average_precision", r.average_precision);
+            put(names, vals, &nm, "accuracy", r.accuracy);
+            put(names, vals, &nm, "accuracy_threshold", r.accuracy_threshold);
+            put(names, vals, &nm, "f1", r.f1);
+            put(names, vals, &nm, "f1_threshold", r.f1_threshold);
+            put(names, vals, &nm, "precision", r.precision);
+            put(names, vals, &nm, "recall", r.recall);
+        } else if (!rc) {
+            put(names, vals, &nm, "f1_macro", r.f1_macro);
+            put(names, vals, &nm, "f1_micro", r.f1_micro);
+            put(names, vals, &nm, "f1_weighted", r.f1_weighted);
+            put(names, vals, &nm, "accuracy", r.accuracy);
+        }
+    }
+    if (!any && !rc && cm->rank == 0) {
+        printf("Cross-encoder %s evaluation of %s (%d label%s) on %s (%lld pairs)\n\n",
+               task == T_CORR ? "correlation" : "classification", file, L, L == 1 ? "" : "s", name, (long long)n);
+        printf("| metric | value |\n|---|---|\n");
+        for (int i = 0; i < nm; i++) printf("| %s | %.4f |\n", names[i], vals[i]);
+        printf("\n(%.2f s on %d rank%s)\n", MPI_Wtime() - t0, cm->size, cm->size == 1 ? "" : "s");
+        if (csv) rc = write_csv(csv, nm, names, vals);
+        fflush(stdout);
+    }
+    if (rc) fprintf(stderr, "argent eval: %s\n", ag_errmsg());
+    bad = rc != 0;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
+    free(pairs); free(gold_f); free(gold_i); free(pred);
+    ag_dataset_free(&ds);
+    if (have_x) ag_cross_free(&x);
+    return any ? 1 : 0;
+}
+
 int ag_cmd_eval(int argc, char **argv) {
     ag_cli c;
-    int rc = ag_cli_parse(&c, "argent eval", "Evaluate a bi-encoder on a pair dataset: STS correlations or binary\n"
-                          "classification, as sentence-transformers' evaluators; a table, and CSV with --csv.",
+    int rc = ag_cli_parse(&c, "argent eval", "Evaluate a bi-encoder (STS correlations, binary classification) or a cross-\n"
+                          "encoder (correlation, classification) on a pair dataset, as sentence-transformers'\n"
+                          "evaluators; a table, and CSV with --csv.",
                           eval_opts, argc, argv);
     if (rc) {
         if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
         return rc > 0 ? 0 : 2;
     }
-    static const char *const tasks[] = {"sts", "binary", NULL};
-    int task = 0;
+    static const char *const tasks[] = {"sts", "binary", "correlation", "classification", NULL};
+    int task = -1;
     long batch = 32, max_len = 0;
     if (c.npos) rc = ag_err("unexpected argument '%s' (see --help)", c.pos[0]);
     if (!rc) rc = ag_cli_choice(&c, "task", tasks, &task) || ag_cli_long(&c, "batch", &batch) ||
@@ -122,6 +315,27 @@ int ag_cmd_eval(int argc, char **argv) {
     const ag_comm *cm = ag_comm_get();
     const char *model = ag_cli_str(&c, "model"), *data = ag_cli_str(&c, "data"), *csv = ag_cli_str(&c, "csv");
     const char *name = ag_cli_str(&c, "name") ? ag_cli_str(&c, "name") : data;
+    /* The checkpoint's kind decides the evaluators. */
+    int kind = -1;
+    {
+        char file[4200];
+        ag_model_desc info;
+        ag_model_desc_init(&info);
+        rc = ag_cross_resolve(model, file, sizeof file);
+        if (!rc) rc = ag_ckpt_read_info(file, &info, NULL, NULL);
+        if (!rc) kind = info.kind;
+        ag_model_desc_free(&info);
+    }
+    if (!rc && kind == AG_MODEL_CROSS_ENCODER) {
+        rc = eval_cross(model, data, name, csv, task, (int)batch, (int)max_len, cm);
+        ag_cli_free(&c);
+        ag_comm_finalize();
+        return rc;
+    }
+    if (!rc && task >= T_CORR)
+        rc = ag_err("--task %s evaluates a cross-encoder, and %s is a %s checkpoint (use --task sts or binary)",
+                    tasks[task], model, ag_model_kind_name((ag_model_kind)kind));
+    if (task < 0) task = T_STS;
     ag_model_desc md;
     ag_bert m;
     ag_params p;
@@ -131,7 +345,7 @@ int ag_cmd_eval(int argc, char **argv) {
     ag_params_init(&p);
     ag_dataset_init(&ds);
     int have_model = 0;
-    rc = ag_load_bi_encoder(model, &md, &m, &p);
+    if (!rc) rc = ag_load_bi_encoder(model, &md, &m, &p);
     if (!rc) have_model = 1;
     if (!rc) rc = ag_dataset_read(data, &ds);
     if (!rc && ds.n_pairs == 0) rc = ag_err("%s: has no pairs (a dataset of sentences?); eval needs labelled pairs", data);

@@ -39,6 +39,7 @@
 #include "jobs/cli.h"
 #include "jobs/commands.h"
 #include "jobs/crossenc.h"
+#include "jobs/device.h"
 #include "nn/error.h"
 
 #define PATH_CAP 4096
@@ -60,6 +61,7 @@ static const ag_cli_opt label_opts[] = {
     {"threshold", "X", "threshold of --label threshold", "0.5", 0},
     {"positive", "K", "the positive class of threshold/prob for a model with >= 2 labels", "1", 0},
     {"quiet", NULL, "no summary on stdout", NULL, 0},
+    AG_DEVICE_CLI_OPTS,
     {0}};
 
 typedef struct {
@@ -375,10 +377,12 @@ int ag_cmd_label(int argc, char **argv) {
     /* Inputs, on every rank (each needs the model and the pairs). Nothing is written yet. */
     ag_cross x;
     ag_dataset ds;
+    ag_device dv;
     memset(&x, 0, sizeof x);
     ag_dataset_init(&ds);
     int have_model = 0, failed = 0;
-    if (check_out_dir(c.out, "--out")) failed = 1;
+    if (ag_device_open(&dv, ag_cli_str(&cli, "device"), ag_cli_str(&cli, "precision"), cm->local_rank)) failed = 1;
+    else if (check_out_dir(c.out, "--out")) failed = 1;
     else if (ag_cross_load(&x, c.model_arg, c.model_file, sizeof c.model_file)) failed = 1;
     else have_model = 1;
     if (!failed && ag_dataset_read(c.data, &ds)) failed = 1;
@@ -397,7 +401,14 @@ int ag_cmd_label(int argc, char **argv) {
         else if (c.max_len && ag_cross_set_max_len(&x, (int)c.max_len))
             failed = ag_err_ctx("--max-length") != 0;
     }
+    /* On the GPU the encoder runs on a device copy; the classifier stays on the host. */
+    if (!failed) failed = ag_device_mirror(&dv, &x.p) != 0;
+    if (!failed && dv.gpu) {
+        x.m.ops = dv.ops;
+        x.run_p = &dv.dev;
+    }
     if (agree_fail(failed, comm, rank, prog)) goto done;
+    ag_device_say(&dv, "label");
 
     /* Identity of this run: model and input bytes, settings. Rank 0 hashes, all agree. */
     char model_sha[65] = "", data_sha[65] = "", settings[512], ident[2048], when[64];
@@ -476,6 +487,7 @@ int ag_cmd_label(int argc, char **argv) {
     exit_code = AG_EXIT_OK;
 done:
     if (have_model) ag_cross_free(&x);
+    ag_device_close(&dv);
     ag_dataset_free(&ds);
     ag_cli_free(&cli);
     ag_comm_finalize();

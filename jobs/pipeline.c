@@ -39,6 +39,7 @@
 #include "jobs/cli.h"
 #include "jobs/commands.h"
 #include "jobs/report.h"
+#include "nn/amp.h"
 #include "nn/error.h"
 
 #define PATH_CAP 4200
@@ -60,13 +61,14 @@ typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
     int collective;   /* 1: every rank runs it; 0: rank 0 alone */
+    int device;       /* 1: takes --device / --precision (jobs/device.h) */
 } stage_cmd;
 
 static const stage_cmd stage_cmds[] = {
-    {"synth", ag_cmd_synth, 0},     {"prepare", ag_cmd_prepare, 1},         {"import", ag_cmd_import, 0},
-    {"export", ag_cmd_export, 0},   {"train-cross", ag_cmd_train_cross, 1}, {"label", ag_cmd_label, 1},
-    {"train-bi", ag_cmd_train_bi, 1}, {"tsdae", ag_cmd_tsdae, 1},           {"eval", ag_cmd_eval, 1},
-    {"encode", ag_cmd_encode, 1},
+    {"synth", ag_cmd_synth, 0, 0},       {"prepare", ag_cmd_prepare, 1, 0},         {"import", ag_cmd_import, 0, 0},
+    {"export", ag_cmd_export, 0, 0},     {"train-cross", ag_cmd_train_cross, 1, 1}, {"label", ag_cmd_label, 1, 1},
+    {"train-bi", ag_cmd_train_bi, 1, 1}, {"tsdae", ag_cmd_tsdae, 1, 1},             {"eval", ag_cmd_eval, 1, 0},
+    {"encode", ag_cmd_encode, 1, 1},
 };
 #define N_STAGE_CMDS ((int)(sizeof stage_cmds / sizeof stage_cmds[0]))
 
@@ -680,15 +682,32 @@ static void cmdline(const stage *st, char *out, size_t cap) {
     }
 }
 
-/* Run one stage on the ranks it needs; every rank returns the same exit code. */
-static int run_stage(const stage *st, int rank) {
-    int argc = st->args.n + 1;
+/* Whether the stage's own arguments set --name (as "--name V" or "--name=V"). */
+static int has_opt(const stage *st, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; i < st->args.n; i++) {
+        const char *a = st->args.s[i];
+        if (a[0] == '-' && a[1] == '-' && !strncmp(a + 2, name, n) && (a[2 + n] == 0 || a[2 + n] == '=')) return 1;
+    }
+    return 0;
+}
+
+/* Run one stage on the ranks it needs; every rank returns the same exit code. The
+ * pipeline's --device / --precision (when given) go to the stages that compute with a
+ * model, unless the recipe's line sets them itself. */
+static int run_stage(const stage *st, int rank, const char *device, const char *precision) {
+    const char *extra[4];
+    int nx = 0;
+    if (st->cmd->device && device && !has_opt(st, "device")) { extra[nx++] = "--device"; extra[nx++] = device; }
+    if (st->cmd->device && precision && !has_opt(st, "precision")) { extra[nx++] = "--precision"; extra[nx++] = precision; }
+    int argc = st->args.n + 1 + nx;
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
     int rc = 0, ok = argv != NULL;
     if (ok) {
         argv[0] = strdup(st->cmd->name);
         ok = argv[0] != NULL;
         for (int i = 0; ok && i < st->args.n; i++) ok = (argv[i + 1] = strdup(st->args.s[i])) != NULL;
+        for (int i = 0; ok && i < nx; i++) ok = (argv[st->args.n + 1 + i] = strdup(extra[i])) != NULL;
     }
     if (!ok) rc = 1;
     else if (st->cmd->collective || rank == 0) rc = st->cmd->run(argc, argv);
@@ -708,6 +727,8 @@ static const ag_cli_opt opts[] = {
     {"dry-run", NULL, "print the stages with their arguments and whether they would run; run nothing", NULL, 0},
     {"list", NULL, "list the built-in recipes", NULL, 0},
     {"no-report", NULL, "do not write the report at the end", NULL, 0},
+    {"device", "D", "cpu, cuda or auto: passed to every stage that runs a model (default: the stages' auto)", NULL, 0},
+    {"precision", "P", "fp32, bf16 or fp16: passed like --device (default: the stages' fp32)", NULL, 0},
     {0}};
 
 int ag_cmd_pipeline(int argc, char **argv) {
@@ -755,6 +776,13 @@ int ag_cmd_pipeline(int argc, char **argv) {
     if (!rc && !recipe_arg) rc = ag_err("which recipe? (argent pipeline --list shows the built-in ones)");
     if (!rc && ag_cli_given(&c, "out")) rc = vars_set(&over, "OUT", ag_cli_str(&c, "out"));
     if (!rc) rc = recipe_find(recipe_arg, &r);
+    const char *dev_opt = ag_cli_str(&c, "device"), *prec_opt = ag_cli_str(&c, "precision");
+    ag_precision prec_v;
+    if (!rc && dev_opt && strcmp(dev_opt, "cpu") && strcmp(dev_opt, "cuda") && strcmp(dev_opt, "auto"))
+        rc = ag_err("--device '%s': unknown device, expected cpu, cuda or auto", dev_opt);
+    if (!rc && prec_opt && ag_precision_parse(prec_opt, &prec_v)) rc = ag_err_ctx("--precision");
+    if (!rc && prec_opt && prec_v != AG_PREC_FP32 && dev_opt && !strcmp(dev_opt, "cpu"))
+        rc = ag_err("--precision %s: needs the GPU; --device cpu computes in fp32", prec_opt);
     if (rc) {
         fprintf(stderr, "argent pipeline: %s\n", ag_errmsg());
         vars_free(&over);
@@ -860,7 +888,7 @@ int ag_cmd_pipeline(int argc, char **argv) {
         say(rank, "[%d/%d] %s", i + 1, r.n, line);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
-        int s_rc = run_stage(st, rank);
+        int s_rc = run_stage(st, rank, ag_cli_str(&c, "device"), ag_cli_str(&c, "precision"));
         double dt = MPI_Wtime() - t0;
         rs[i].seconds = dt;
         if (s_rc) {

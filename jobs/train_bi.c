@@ -34,6 +34,7 @@
 #include "io/readers.h"
 #include "jobs/cli.h"
 #include "jobs/commands.h"
+#include "jobs/device.h"
 #include "jobs/encode.h"
 #include "jobs/engine.h"
 #include "nn/bert.h"
@@ -85,6 +86,7 @@ static const ag_cli_opt opts[] = {
     {"exact", NULL, "fixed-point gradient allreduce (sum independent of the rank count)", NULL, 0},
     {"no-overlap", NULL, "reduce gradients after the backward instead of during it (benchmarks)", NULL, 0},
     {"no-shuffle", NULL, "keep the data order (debugging)", NULL, 0},
+    AG_DEVICE_CLI_OPTS,
     {0}};
 
 /* One training pair: dataset, its sentence ids, label. */
@@ -120,6 +122,9 @@ typedef struct {
     size_t cap_dh;
     float *gbuf, *gdbuf, *gdbuf2, *glab;   /* gathered [G,C] and their gradients */
     int64_t gcap;
+    /* where the encoder runs (jobs/device.h): hidden states down, their gradient up */
+    ag_device dv;
+    ag_act_buf hbuf, dbuf;
 } bi_task;
 
 /* ---- model ---------------------------------------------------------------------------- */
@@ -450,9 +455,11 @@ static int bi_step(void *ctx, ag_engine *e, const ag_engine_batch *b, double *lo
         }
         T = ag_encoder_input(&t->enc, pc, lens, 2 * n, t->ids, t->mask);
         ag_bert_batch in = {2 * n, T, t->ids, NULL, t->mask, t->keys};
-        if (ag_bert_forward(&t->m, &t->p, &in, 1, b->seed, 0)) return -1;
+        if (ag_bert_forward(&t->m, ag_device_params(&t->dv, &t->p), &in, 1, b->seed, 0)) return -1;
+        const float *h = ag_device_fetch(&t->dv, &t->hbuf, ag_bert_hidden(&t->m), (size_t)2 * n * T * C);
+        if (!h) return -1;
         float *pooled = t->normalize ? t->pooled : t->emb;
-        if (ag_pool_forward(t->pool, ag_bert_hidden(&t->m), t->mask, 2 * n, T, C, pooled, t->argmax)) return -1;
+        if (ag_pool_forward(t->pool, h, t->mask, 2 * n, T, C, pooled, t->argmax)) return -1;
         if (t->normalize) ag_l2norm_forward(pooled, 2 * n, C, t->emb, t->norms);
         memset(t->demb, 0, (size_t)2 * n * C * sizeof(float));
     }
@@ -475,7 +482,9 @@ static int bi_step(void *ctx, ag_engine *e, const ag_engine_batch *b, double *lo
     memset(t->dh, 0, need * sizeof(float));
     if (ag_pool_backward(t->pool, dp, t->mask, t->argmax, 2 * n, T, C, t->dh)) return -1;
     ag_engine_progress(e);
-    return ag_bert_backward(&t->m, &t->p, t->dh, NULL);
+    const float *dh = ag_device_put_grad(&t->dv, &t->dbuf, t->dh, need);
+    if (!dh) return -1;
+    return ag_bert_backward(&t->m, ag_device_params(&t->dv, &t->p), dh, NULL);
 }
 
 static int bi_evaluate(void *ctx, ag_engine *e, int64_t step, ag_eval_result *out) {
@@ -511,6 +520,9 @@ static void task_free(bi_task *t) {
     free(t->ids); free(t->mask); free(t->keys); free(t->argmax); free(t->emb); free(t->pooled); free(t->norms);
     free(t->demb); free(t->dpool); free(t->y); free(t->labels_i); free(t->tgt); free(t->dh);
     free(t->gbuf); free(t->gdbuf); free(t->gdbuf2); free(t->glab);
+    ag_act_buf_free(&t->dv, &t->hbuf);
+    ag_act_buf_free(&t->dv, &t->dbuf);
+    ag_device_close(&t->dv);
 }
 
 /* ---- the command ---------------------------------------------------------------------- */
@@ -586,6 +598,8 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     const char *pool = ag_cli_str(c, "pooling"), *norm = ag_cli_str(c, "normalize");
     if (pool && ag_pool_mode_parse(pool, &t->pool)) return ag_err_ctx("--pooling");
     if (norm && strcmp(norm, "yes") && strcmp(norm, "no")) return ag_err("--normalize: expected yes or no, got '%s'", norm);
+    if (ag_device_open(&t->dv, ag_cli_str(c, "device"), ag_cli_str(c, "precision"), ag_comm_get()->local_rank))
+        return -1;
 
     /* The model: a staging table with the starting weights, then the training table. */
     ag_params start;
@@ -625,6 +639,10 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     if (rc) return -1;
     if (ag_encoder_init(&t->enc, &t->m, &t->p, &t->md, 0)) return -1;
     t->max_len = t->enc.max_len;
+    /* On the GPU the encoder (training and evaluation) runs on the device copy. */
+    if (ag_device_mirror(&t->dv, &t->p)) return -1;
+    t->m.ops = t->dv.ops;
+    t->enc.p = ag_device_params(&t->dv, &t->p);
     if (t->loss == L_MSE) {
         const char *tf = ag_cli_str(c, "teacher");
         int64_t rows;
@@ -690,9 +708,11 @@ int ag_cmd_train_bi(int argc, char **argv) {
     } else {
         ag_engine_task task = {&t, bi_step, t.has_eval ? bi_evaluate : NULL};
         ag_engine *e = NULL;
+        ag_device_say(&t.dv, "train-bi");
         rc = ag_engine_create(&e, &ec, &task, &t.p, t.n_model, &t.md);
         if (!rc) {
             ag_engine_set_fingerprint(e, fp);
+            ag_engine_set_device(e, &t.dv);
             t.m.grad_hook = ag_engine_grad_hook;
             t.m.grad_hook_ctx = e;
             rc = ag_engine_run(e);

@@ -38,6 +38,7 @@
 #include "jobs/cli.h"
 #include "jobs/commands.h"
 #include "jobs/crossenc.h"
+#include "jobs/device.h"
 #include "jobs/engine.h"
 #include "jobs/metrics.h"
 #include "nn/error.h"
@@ -70,6 +71,7 @@ static const ag_cli_opt xopts[] = {
     {"ckpt-every", "N", "resumable checkpoint every N steps", "500", 0},
     {"stop-after", "N", "checkpoint and exit 85 after N steps in all, as if preempted (tests)", NULL, 0},
     {"log-every", "N", "progress line every N steps", "10", 0},
+    AG_DEVICE_CLI_OPTS,
     {0}};
 
 static const char *const sched_names[] = {"constant", "constant_with_warmup", "linear", NULL};
@@ -77,6 +79,7 @@ static const ag_sched_kind sched_kinds[] = {AG_SCHED_CONSTANT, AG_SCHED_CONSTANT
 
 typedef struct {
     ag_cross x;
+    ag_device dv;            /* where the encoder runs (jobs/device.h) */
     ag_dataset train, dev;
     int has_dev, L;
     uint64_t seed;
@@ -185,6 +188,7 @@ static int xstep(void *ctx, ag_engine *e, const ag_engine_batch *b, double *loss
         t->yi[i] = (int32_t)y;
     }
     ag_cross *x = &t->x;
+    x->grad_scale = ag_device_loss_scale(&t->dv);
     if (ag_cross_forward(x, &t->train, t->pairs, n, t->keys, 1, b->seed, t->logits)) return -1;
     memset(t->dlogits, 0, (size_t)n * (size_t)t->L * sizeof *t->dlogits);
     double l = 0;
@@ -353,6 +357,7 @@ static int agree_fail(int failed, const char *prog) {
 
 static void xtrain_free(xtrain *t) {
     ag_cross_free(&t->x);
+    ag_device_close(&t->dv);
     ag_dataset_free(&t->train);
     ag_dataset_free(&t->dev);
     free(t->order);
@@ -426,8 +431,10 @@ int ag_cmd_train_cross(int argc, char **argv) {
     t->eval_batch = (int)eval_batch;
     t->has_dev = dev_path != NULL;
 
-    /* Data first (it decides the label count), then the model; every rank alike. */
-    int failed = ag_dataset_read(train_path, &t->train) != 0;
+    /* The device first (a missing GPU fails before anything is read or written), then data
+     * (it decides the label count), then the model; every rank alike. */
+    int failed = ag_device_open(&t->dv, ag_cli_str(&cli, "device"), ag_cli_str(&cli, "precision"), cm->local_rank) != 0;
+    if (!failed) failed = ag_dataset_read(train_path, &t->train) != 0;
     if (!failed && t->train.n_pairs < 1)
         failed = ag_err("--train %s: holds no pairs; a cross-encoder trains on pairs", train_path) != 0;
     if (!failed && t->has_dev && ag_dataset_read(dev_path, &t->dev)) failed = 1;
@@ -464,7 +471,14 @@ int ag_cmd_train_cross(int argc, char **argv) {
     if (!failed && t->has_dev) failed = ag_cross_check_data(&t->x, &t->dev, dev_path) != 0;
     if (!failed && t->no_dup && !(t->order = malloc((size_t)t->train.n_pairs * sizeof *t->order)))
         failed = ag_err("out of memory") != 0;
+    /* On the GPU the encoder runs on a device copy; the classifier and the loss stay here. */
+    if (!failed) failed = ag_device_mirror(&t->dv, &t->x.p) != 0;
+    if (!failed && t->dv.gpu) {
+        t->x.m.ops = t->dv.ops;
+        t->x.run_p = &t->dv.dev;
+    }
     if (agree_fail(failed, prog)) goto done;
+    ag_device_say(&t->dv, "train-cross");
     if (cm->rank == 0)
         fprintf(stderr, "%s: %s -> cross-encoder, %d label%s (%s), %s head; %lld train pairs%s%s\n", prog, model, L,
                 L == 1 ? "" : "s", L == 1 ? "BCE, sigmoid" : "cross-entropy, softmax", fresh ? "new" : "its own",
@@ -491,6 +505,7 @@ int ag_cmd_train_cross(int argc, char **argv) {
     ag_engine_task task = {t, xstep, t->has_dev ? xevaluate : NULL};
     if (agree_fail(ag_engine_create(&e, &ec, &task, &t->x.p, t->x.p.n, &t->x.md) != 0, prog)) goto done;
     t->engine = e;
+    ag_engine_set_device(e, &t->dv);
     char fp[2048];
     snprintf(fp, sizeof fp, "model=%s train=%s pairs=%lld dev=%s num_labels=%d max_length=%ld no_duplicates=%d", model,
              train_path, (long long)t->train.n_pairs, dev_path ? dev_path : "-", L, max_len, t->no_dup);

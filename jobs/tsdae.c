@@ -35,6 +35,7 @@
 #include "io/tokenizer.h"
 #include "jobs/cli.h"
 #include "jobs/commands.h"
+#include "jobs/device.h"
 #include "jobs/encode.h"
 #include "jobs/engine.h"
 #include "nn/bert.h"
@@ -72,6 +73,7 @@ static const ag_cli_opt opts[] = {
     {"exact", NULL, "fixed-point gradient allreduce (sum independent of the rank count)", NULL, 0},
     {"no-overlap", NULL, "reduce gradients after the backward instead of during it (benchmarks)", NULL, 0},
     {"no-shuffle", NULL, "keep the data order (debugging)", NULL, 0},
+    AG_DEVICE_CLI_OPTS,
     {0}};
 
 /* One corpus sentence: dataset k, sentence s of it. */
@@ -81,6 +83,7 @@ typedef struct {
     ag_model_desc md;        /* the output model: bi-encoder, CLS pooling, no normalize */
     ag_bert m;               /* the encoder */
     ag_tsdae dec;            /* the tied decoder */
+    ag_device dv;            /* where encoder and decoder run (jobs/device.h) */
     ag_params p;             /* encoder tensors first (n_model), then the decoder's own */
     int n_model;
     ag_encoder enc;          /* input building and evaluation */
@@ -295,11 +298,13 @@ static int tsdae_step(void *ctx, ag_engine *e, const ag_engine_batch *b, double 
     if (gtok[0] <= 0) return ag_err("global batch at step %lld has no target token", (long long)b->step);
     ag_bert_batch src = {n, Ts, t->src_ids, NULL, t->src_mask, t->keys};
     double local;
-    if (ag_tsdae_forward(&t->dec, &t->m, &t->p, &src, t->tgt_ids, Tt, 1, b->seed, &local)) return -1;
+    ag_params *P = ag_device_params(&t->dv, &t->p);  /* the device copy on the GPU */
+    if (ag_tsdae_forward(&t->dec, &t->m, P, &src, t->tgt_ids, Tt, 1, b->seed, &local)) return -1;
     float gscale = (float)((double)tok[0] / (double)gtok[0]);
     *loss = local * (double)tok[0] / (double)gtok[0];
     ag_engine_progress(e);
-    return ag_tsdae_backward(&t->dec, &t->m, &t->p, gscale);
+    if (t->dv.scaler.enabled) gscale *= ag_device_loss_scale(&t->dv);  /* fp16: unscaled after the step */
+    return ag_tsdae_backward(&t->dec, &t->m, P, gscale);
 }
 
 static int tsdae_evaluate(void *ctx, ag_engine *e, int64_t step, ag_eval_result *out) {
@@ -331,6 +336,7 @@ static void task_free(tsdae_task *t) {
     ag_tsdae_free(&t->dec);
     ag_bert_free(&t->m);
     ag_params_free(&t->p);
+    ag_device_close(&t->dv);
     ag_model_desc_free(&t->md);
     if (t->tk) ag_tokenizer_free(t->tk);
     for (int64_t i = 0; i < t->cap_rows; i++) free(t->pieces[i]);
@@ -402,9 +408,15 @@ static int setup(const ag_cli *c, tsdae_task *t, ag_engine_config *ec, char *fp,
     ec->no_overlap = ag_cli_flag(c, "no-overlap");
     ec->no_shuffle = ag_cli_flag(c, "no-shuffle");
 
+    if (ag_device_open(&t->dv, ag_cli_str(c, "device"), ag_cli_str(c, "precision"), ag_comm_get()->local_rank))
+        return -1;
     ag_model_desc_init(&t->md);
     if (load_model(ag_cli_str(c, "model"), t, max_len, ec->seed)) return -1;
     if (ag_encoder_init(&t->enc, &t->m, &t->p, &t->md, 0)) return -1;
+    /* On the GPU encoder and decoder run on a device copy of the table (evaluation too). */
+    if (ag_device_mirror(&t->dv, &t->p)) return -1;
+    t->m.ops = t->dec.ops = t->dv.ops;
+    t->enc.p = ag_device_params(&t->dv, &t->p);
     t->max_len = t->enc.max_len;
     if (t->max_len < 3) return ag_err("max length %d: TSDAE needs at least 3 tokens per text", t->max_len);
     if (!(t->tk = tokenizer_from_desc(&t->md))) return ag_err_ctx("--model %s", ag_cli_str(c, "model"));
@@ -459,9 +471,11 @@ int ag_cmd_tsdae(int argc, char **argv) {
     } else {
         ag_engine_task task = {&t, tsdae_step, t.has_eval ? tsdae_evaluate : NULL};
         ag_engine *e = NULL;
+        ag_device_say(&t.dv, "tsdae");
         rc = ag_engine_create(&e, &ec, &task, &t.p, t.n_model, &t.md);
         if (!rc) {
             ag_engine_set_fingerprint(e, fp);
+            ag_engine_set_device(e, &t.dv);
             if (cm->rank == 0)
                 ag_log0("tsdae: %lld unique sentences, deletion ratio %g, max length %d, CLS pooling, tied decoder "
                         "(%d tensors of its own)", (long long)t.n_sent, (double)t.del_ratio, t.max_len,

@@ -86,21 +86,26 @@ static int grow(const ag_ops *ops, void **buf, size_t need, size_t elem, const c
     return 0;
 }
 #define GROW(ops, ptr, need, what) grow((ops), (void **)&(ptr), (need), sizeof *(ptr), (what))
+/* Activations (nn/ops.h, "activation storage"): ops->act_bytes per element (2 on the 16-bit
+ * tables). GROW stays for fp32 buffers (mean, rstd, key mask, attention probs/scratch),
+ * masks and indices. */
+#define GROW_ACT(ops, ptr, need, what) grow((ops), (void **)&(ptr), (need), (ops)->act_bytes, (what))
 
 int ag_block_ws_reserve(const ag_ops *ops, ag_block_ws *ws, size_t tok_c, size_t tok_i,
                         size_t att) {
     if (tok_c > ws->cap_tok) {
         ws->cap_tok = 0;
-        if (GROW(ops, ws->d_res, tok_c, "gradient scratch") || GROW(ops, ws->d_tmp, tok_c, "gradient scratch") ||
-            GROW(ops, ws->dq, tok_c, "gradient scratch") || GROW(ops, ws->dk, tok_c, "gradient scratch") ||
-            GROW(ops, ws->dv, tok_c, "gradient scratch"))
+        if (GROW_ACT(ops, ws->d_res, tok_c, "gradient scratch") ||
+            GROW_ACT(ops, ws->d_tmp, tok_c, "gradient scratch") ||
+            GROW_ACT(ops, ws->dq, tok_c, "gradient scratch") || GROW_ACT(ops, ws->dk, tok_c, "gradient scratch") ||
+            GROW_ACT(ops, ws->dv, tok_c, "gradient scratch"))
             return -1;
         ws->cap_tok = tok_c;
     }
     if (tok_i > ws->cap_inter) {
         ws->cap_inter = 0;
-        if (GROW(ops, ws->d_inter, tok_i, "FFN gradient scratch") ||
-            GROW(ops, ws->d_pre, tok_i, "FFN gradient scratch"))
+        if (GROW_ACT(ops, ws->d_inter, tok_i, "FFN gradient scratch") ||
+            GROW_ACT(ops, ws->d_pre, tok_i, "FFN gradient scratch"))
             return -1;
         ws->cap_inter = tok_i;
     }
@@ -163,7 +168,8 @@ int ag_emb_forward(const ag_ops *ops, const ag_params *p, const ag_emb_weights *
     if (p_drop > 0.0f && !sample_idx) return ag_err("bert embeddings: dropout %g needs sample indices", (double)p_drop);
     if (N > a->cap) {
         a->cap = 0;
-        if (GROW(ops, a->sum, N * C, "embedding activations") || GROW(ops, a->out, N * C, "embedding activations") ||
+        if (GROW_ACT(ops, a->sum, N * C, "embedding activations") ||
+            GROW_ACT(ops, a->out, N * C, "embedding activations") ||
             GROW(ops, a->mask, N * C, "embedding dropout mask") || GROW(ops, a->mean, N, "embedding activations") ||
             GROW(ops, a->rstd, N, "embedding activations"))
             return -1;
@@ -232,16 +238,18 @@ int ag_attn_forward(const ag_ops *ops, const ag_params *p, const ag_attn_weights
         return ag_err("bert attention: dropout needs sample indices");
     if (N > a->cap_q) {
         a->cap_q = 0;
-        if (GROW(ops, a->q, N * C, "attention activations") || GROW(ops, a->ctx, N * C, "attention activations") ||
-            GROW(ops, a->hmask, N * C, "attention dropout mask") || GROW(ops, a->res, N * C, "attention activations") ||
-            GROW(ops, a->out, N * C, "attention activations") || GROW(ops, a->mean, N, "attention activations") ||
+        if (GROW_ACT(ops, a->q, N * C, "attention activations") ||
+            GROW_ACT(ops, a->ctx, N * C, "attention activations") ||
+            GROW(ops, a->hmask, N * C, "attention dropout mask") ||
+            GROW_ACT(ops, a->res, N * C, "attention activations") ||
+            GROW_ACT(ops, a->out, N * C, "attention activations") || GROW(ops, a->mean, N, "attention activations") ||
             GROW(ops, a->rstd, N, "attention activations"))
             return -1;
         a->cap_q = N;
     }
     if (M > a->cap_kv) {
         a->cap_kv = 0;
-        if (GROW(ops, a->k, M * C, "attention activations") || GROW(ops, a->v, M * C, "attention activations"))
+        if (GROW_ACT(ops, a->k, M * C, "attention activations") || GROW_ACT(ops, a->v, M * C, "attention activations"))
             return -1;
         a->cap_kv = M;
     }
@@ -263,9 +271,14 @@ int ag_attn_forward(const ag_ops *ops, const ag_params *p, const ag_attn_weights
     ops->linear_forward(a->res, a->ctx, PD(p, w->o_w), PD(p, w->o_b), (int)N, C, C);
     if (p_hid > 0.0f)
         ops->dropout_forward(a->res, a->hmask, a->res, B, (size_t)Tq * C, sample_idx, seed, site + 1, p_hid);
-    ops->add(a->res, a->res, x_q, N * C);
-    ops->layernorm_forward(a->out, a->mean, a->rstd, a->res, PD(p, w->ln_w), PD(p, w->ln_b),
-                           (int)N, C, eps);
+    if (ops->add_layernorm_forward) {
+        ops->add_layernorm_forward(a->res, a->out, a->mean, a->rstd, a->res, x_q, PD(p, w->ln_w),
+                                   PD(p, w->ln_b), (int)N, C, eps);
+    } else {
+        ops->add(a->res, a->res, x_q, N * C);
+        ops->layernorm_forward(a->out, a->mean, a->rstd, a->res, PD(p, w->ln_w), PD(p, w->ln_b),
+                               (int)N, C, eps);
+    }
     return 0;
 }
 
@@ -339,22 +352,31 @@ int ag_ffn_forward(const ag_ops *ops, const ag_params *p, const ag_ffn_weights *
     if (p_hid > 0.0f && !sample_idx) return ag_err("bert FFN: dropout %g needs sample indices", (double)p_hid);
     if (N > a->cap_tok) {
         a->cap_tok = 0;
-        if (GROW(ops, a->pre, N * inter, "FFN activations") || GROW(ops, a->act, N * inter, "FFN activations") ||
-            GROW(ops, a->hmask, N * C, "FFN dropout mask") || GROW(ops, a->res, N * C, "FFN activations") ||
-            GROW(ops, a->out, N * C, "FFN activations") || GROW(ops, a->mean, N, "FFN activations") ||
+        if (GROW_ACT(ops, a->pre, N * inter, "FFN activations") || GROW_ACT(ops, a->act, N * inter, "FFN activations") ||
+            GROW(ops, a->hmask, N * C, "FFN dropout mask") || GROW_ACT(ops, a->res, N * C, "FFN activations") ||
+            GROW_ACT(ops, a->out, N * C, "FFN activations") || GROW(ops, a->mean, N, "FFN activations") ||
             GROW(ops, a->rstd, N, "FFN activations"))
             return -1;
         a->cap_tok = N;
     }
     a->x = x; a->N = (int)N; a->B = B; a->p_hid = p_hid;
-    ops->linear_forward(a->pre, x, PD(p, w->i_w), PD(p, w->i_b), (int)N, C, inter);
-    ops->gelu_forward(a->act, a->pre, N * inter);
+    if (ops->linear_gelu_forward) {
+        ops->linear_gelu_forward(a->pre, a->act, x, PD(p, w->i_w), PD(p, w->i_b), (int)N, C, inter);
+    } else {
+        ops->linear_forward(a->pre, x, PD(p, w->i_w), PD(p, w->i_b), (int)N, C, inter);
+        ops->gelu_forward(a->act, a->pre, N * inter);
+    }
     ops->linear_forward(a->res, a->act, PD(p, w->o_w), PD(p, w->o_b), (int)N, inter, C);
     if (p_hid > 0.0f)
         ops->dropout_forward(a->res, a->hmask, a->res, B, (size_t)T * C, sample_idx, seed, site, p_hid);
-    ops->add(a->res, a->res, x, N * C);
-    ops->layernorm_forward(a->out, a->mean, a->rstd, a->res, PD(p, w->ln_w), PD(p, w->ln_b),
-                           (int)N, C, eps);
+    if (ops->add_layernorm_forward) {
+        ops->add_layernorm_forward(a->res, a->out, a->mean, a->rstd, a->res, x, PD(p, w->ln_w),
+                                   PD(p, w->ln_b), (int)N, C, eps);
+    } else {
+        ops->add(a->res, a->res, x, N * C);
+        ops->layernorm_forward(a->out, a->mean, a->rstd, a->res, PD(p, w->ln_w), PD(p, w->ln_b),
+                               (int)N, C, eps);
+    }
     return 0;
 }
 
@@ -503,9 +525,9 @@ int ag_bert_forward(ag_bert *m, const ag_params *p, const ag_bert_batch *in, int
     if ((size_t)B > m->cap_b) {
         m->cap_b = 0;
         if (GROW(ops, m->d_sample, (size_t)B, "sample indices") ||
-            GROW(ops, m->cls, (size_t)B * C, "pooler activations") ||
-            GROW(ops, m->pooled, (size_t)B * C, "pooler activations") ||
-            GROW(ops, m->d_cls, (size_t)B * C, "pooler gradient"))
+            GROW_ACT(ops, m->cls, (size_t)B * C, "pooler activations") ||
+            GROW_ACT(ops, m->pooled, (size_t)B * C, "pooler activations") ||
+            GROW_ACT(ops, m->d_cls, (size_t)B * C, "pooler gradient"))
             return -1;
         m->cap_b = (size_t)B;
     }
@@ -590,7 +612,7 @@ int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const floa
     size_t N = (size_t)B * T;
     if (N * C > m->cap_dh) {
         m->cap_dh = 0;
-        if (GROW(ops, m->d_h[0], N * C, "hidden gradients") || GROW(ops, m->d_h[1], N * C, "hidden gradients"))
+        if (GROW_ACT(ops, m->d_h[0], N * C, "hidden gradients") || GROW_ACT(ops, m->d_h[1], N * C, "hidden gradients"))
             return -1;
         m->cap_dh = N * C;
     }

@@ -8,7 +8,11 @@
 
 char *openblas_get_corename(void);  /* OpenBLAS extension, not in cblas.h */
 
+int openblas_get_parallel(void);    /* 0 serial, 1 pthreads, 2 OpenMP */
+
 const char *ag_blas_corename(void) { return openblas_get_corename(); }
+
+int ag_blas_is_openmp(void) { return openblas_get_parallel() == 2; }
 
 void ag_blas_tune_reexec(char **argv) {
     const char *off = getenv("ARGENT_BLAS_REEXEC");

@@ -10,6 +10,11 @@
 
 /* The kernel family OpenBLAS is using ("SkylakeX", "Haswell", "Prescott", ...). */
 const char *ag_blas_corename(void);
+/* 1 when the OpenBLAS linked in is its OpenMP build: its threads are OpenMP's, and a call
+ * made inside an OpenMP parallel region runs single-threaded in the calling thread, so
+ * independent small products may be issued from an OpenMP loop (nn/ops_cpu.c attention).
+ * 0 for the pthread or serial builds. */
+int ag_blas_is_openmp(void);
 /* If OpenBLAS fell back to generic kernels but the CPU supports AVX-512 (SkylakeX kernels)
  * or AVX2+FMA (Haswell kernels), set OPENBLAS_CORETYPE and execv this program again with
  * the same arguments. Returns only when no re-exec was needed or it failed (then the run

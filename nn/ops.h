@@ -47,7 +47,7 @@ enum {
 };
 
 typedef struct ag_ops {
-    const char *name;  /* "cpu", "cuda" */
+    const char *name;  /* "cpu", "cuda", "cuda-bf16", "cuda-fp16" */
 
     /* ---- memory ---- */
     /* Backend allocation, 64-byte aligned, contents undefined. NULL on failure (or bytes 0). */
@@ -63,9 +63,11 @@ typedef struct ag_ops {
      * ag_ops_cuda) or 2 (16-bit activation tables, nn/cuda/amp.h). Activations are the
      * float * tensors the ops below read and write other than: parameters and parameter
      * gradients (always fp32, from an ag_params), layernorm mean/rstd (fp32), the attention
-     * key_mask (fp32) and whatever an op's comment names as fp32. Model code allocates an
-     * activation of n elements as alloc(n * act_bytes) and never does arithmetic on
-     * activation pointers except through ops (copy2d/acc2d strides count elements).
+     * key_mask (fp32), attention probs and its backward scratch (fp32 [B,H,Tq,Tk]: the
+     * softmax and its backward run in fp32 in every table) and whatever an op's comment names
+     * as fp32. Model code allocates an activation of n elements as alloc(n * act_bytes)
+     * and never does arithmetic on activation pointers except through ops (copy2d/acc2d
+     * strides count elements).
      * zero/copy/add/acc/scale/copy2d/acc2d operate on activations; fp32 buffers outside the
      * parameter table are filled with upload/download (bytes).
      * upload_act / download_act move n activation elements between fp32 host memory and
@@ -145,7 +147,8 @@ typedef struct ag_ops {
      *   get -FLT_MAX added, exactly like Hugging Face's additive torch.finfo(float32).min
      *   mask; a fully masked row therefore gives uniform weights, never NaN.
      * causal: also mask keys tk > tq (decoder self-attention; needs Tq == Tk).
-     * probs: [B,H,Tq,Tk] saved softmax (before dropout) for backward.
+     * probs: [B,H,Tq,Tk] saved softmax (before dropout) for backward; fp32 in every table
+     *   (4 bytes per element also where act_bytes is 2).
      * Attention dropout with probability p uses pmask [B,H,Tq,Tk] (uint8, may be NULL when
      * p == 0), keyed on (seed, sample_idx[b], site, AG_ATT_DROP_INDEX(h,tq,tk));
      * sample_idx may be NULL when p == 0. Tq != Tk is fine (cross-attention). */
@@ -155,7 +158,7 @@ typedef struct ag_ops {
                               int H, int D, const int64_t *sample_idx, uint64_t seed,
                               uint32_t site, float p);
     /* dq[B,Tq,C] += ..., dk[B,Tk,C] += ..., dv[B,Tk,C] += ... (each may be NULL).
-     * scratch: [B,H,Tq,Tk] floats of backend memory, overwritten. */
+     * scratch: [B,H,Tq,Tk] fp32 of backend memory (every table), overwritten. */
     void (*attention_backward)(float *dq, float *dk, float *dv, float *scratch,
                                const float *dout, const float *q, const float *k,
                                const float *v, const float *probs, const uint8_t *pmask,

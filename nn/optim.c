@@ -109,7 +109,7 @@ double ag_clip_grad_norm(ag_params *p, double max_norm) {
         for (int i = 0; i < p->n; i++) {
             float *g = p->grad + p->t[i].offset;
             size_t n = p->t[i].numel;
-            #pragma omp parallel for schedule(static) if (n > 65536)
+            #pragma omp parallel for simd schedule(static) if (n > 65536)
             for (size_t k = 0; k < n; k++) g[k] *= c;
         }
     }

@@ -24,6 +24,9 @@ static int grow(const ag_ops *ops, void **buf, size_t need, size_t elem, const c
     return 0;
 }
 #define GROW(ops, ptr, need, what) grow((ops), (void **)&(ptr), (need), sizeof *(ptr), (what))
+/* Activations: ops->act_bytes per element (nn/ops.h, "activation storage"); GROW stays for
+ * fp32 buffers (LayerNorm statistics), ids and sample indices. */
+#define GROW_ACT(ops, ptr, need, what) grow((ops), (void **)&(ptr), (need), (ops)->act_bytes, (what))
 
 /* Host buffer, same contract. */
 static int grow_host(void **buf, size_t need, size_t elem, const char *what) {
@@ -173,7 +176,7 @@ static int reserve_forward(ag_tsdae *d, int B, size_t N) {
     size_t V = (size_t)d->cfg.vocab_size;
     if ((size_t)B > d->cap_b) {
         d->cap_b = 0;
-        if (GROW(ops, d->mem, (size_t)B * C, "sentence embeddings") ||
+        if (GROW_ACT(ops, d->mem, (size_t)B * C, "sentence embeddings") ||
             GROW(ops, d->d_sample, (size_t)B, "sample indices"))
             return -1;
         d->cap_b = (size_t)B;
@@ -182,12 +185,12 @@ static int reserve_forward(ag_tsdae *d, int B, size_t N) {
         d->cap_n = 0;
         if (GROW(ops, d->d_ids, N, "decoder ids") || GROW_HOST(d->labels, N, "labels") ||
             GROW_HOST(d->lse, N, "log-sum-exp") ||
-            GROW(ops, d->head_pre, N * C, "LM head activations") ||
-            GROW(ops, d->head_act, N * C, "LM head activations") ||
-            GROW(ops, d->head_out, N * C, "LM head activations") ||
+            GROW_ACT(ops, d->head_pre, N * C, "LM head activations") ||
+            GROW_ACT(ops, d->head_act, N * C, "LM head activations") ||
+            GROW_ACT(ops, d->head_out, N * C, "LM head activations") ||
             GROW(ops, d->head_mean, N, "LM head activations") ||
             GROW(ops, d->head_rstd, N, "LM head activations") ||
-            GROW(ops, d->logits, N * V, "logits") ||
+            GROW_ACT(ops, d->logits, N * V, "logits") ||
             (!host_backend(d) && GROW_HOST(d->h_logits, N * V, "host logits")))
             return -1;
         d->cap_n = N;
@@ -284,15 +287,19 @@ int ag_tsdae_forward(ag_tsdae *d, ag_bert *enc, const ag_params *p, const ag_ber
         x = la->ffn.out;
     }
     /* LM head: dense + GELU + LayerNorm, then the tied projection onto the vocabulary. */
-    ops->linear_forward(d->head_pre, x, PD(p, d->tr_w), PD(p, d->tr_b), (int)N, C, C);
-    ops->gelu_forward(d->head_act, d->head_pre, N * C);
+    if (ops->linear_gelu_forward) {
+        ops->linear_gelu_forward(d->head_pre, d->head_act, x, PD(p, d->tr_w), PD(p, d->tr_b), (int)N, C, C);
+    } else {
+        ops->linear_forward(d->head_pre, x, PD(p, d->tr_w), PD(p, d->tr_b), (int)N, C, C);
+        ops->gelu_forward(d->head_act, d->head_pre, N * C);
+    }
     ops->layernorm_forward(d->head_out, d->head_mean, d->head_rstd, d->head_act,
                            PD(p, d->tr_ln_w), PD(p, d->tr_ln_b), (int)N, C, eps);
     ops->linear_forward(d->logits, d->head_out, PD(p, d->emb.wte), PD(p, d->out_b), (int)N, C, V);
 
     const float *hl = d->logits;
     if (!host_backend(d)) {
-        ops->download(d->h_logits, d->logits, N * (size_t)V * sizeof(float));
+        ops->download_act(d->h_logits, d->logits, N * (size_t)V);  /* widened to fp32 */
         hl = d->h_logits;
     }
     d->loss = loss_host(d, hl, N, V);
@@ -312,23 +319,24 @@ static int reserve_backward(ag_tsdae *d) {
     size_t N = (size_t)B * d->Tq, V = (size_t)c->vocab_size;
     if (N > d->bcap_n) {
         d->bcap_n = 0;
-        if (GROW(ops, d->d_h[0], N * C, "decoder gradients") || GROW(ops, d->d_h[1], N * C, "decoder gradients") ||
-            GROW(ops, d->d_head[0], N * C, "LM head gradients") ||
-            GROW(ops, d->d_head[1], N * C, "LM head gradients") ||
-            GROW(ops, d->d_logits, N * V, "logit gradients") ||
+        if (GROW_ACT(ops, d->d_h[0], N * C, "decoder gradients") ||
+            GROW_ACT(ops, d->d_h[1], N * C, "decoder gradients") ||
+            GROW_ACT(ops, d->d_head[0], N * C, "LM head gradients") ||
+            GROW_ACT(ops, d->d_head[1], N * C, "LM head gradients") ||
+            GROW_ACT(ops, d->d_logits, N * V, "logit gradients") ||
             (!host_backend(d) && GROW_HOST(d->h_dlogits, N * V, "host logit gradients")))
             return -1;
         d->bcap_n = N;
     }
     if ((size_t)B > d->bcap_b) {
         d->bcap_b = 0;
-        if (GROW(ops, d->d_mem, (size_t)B * C, "sentence embedding gradients")) return -1;
+        if (GROW_ACT(ops, d->d_mem, (size_t)B * C, "sentence embedding gradients")) return -1;
         d->bcap_b = (size_t)B;
     }
     size_t src = (size_t)B * d->Ts * C;
     if (src > d->cap_src) {
         d->cap_src = 0;
-        if (GROW(ops, d->d_enc, src, "encoder hidden gradients")) return -1;
+        if (GROW_ACT(ops, d->d_enc, src, "encoder hidden gradients")) return -1;
         d->cap_src = src;
     }
     return ag_block_ws_reserve(ops, &d->ws, N * C, N * (size_t)c->intermediate_size,
@@ -373,7 +381,7 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
         dlogits_host(d, d->logits, d->d_logits, N, V, gscale);
     } else {
         dlogits_host(d, d->h_logits, d->h_dlogits, N, V, gscale);
-        ops->upload(d->d_logits, d->h_dlogits, N * (size_t)V * sizeof(float));
+        ops->upload_act(d->d_logits, d->h_dlogits, N * (size_t)V);  /* rounded to the table's type */
     }
     const float *x_last = L > 0 ? d->layer_acts[L - 1].ffn.out : d->emb_acts.out;
     float *g0 = d->d_head[0], *g1 = d->d_head[1];

@@ -10,9 +10,12 @@ want_test=0
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
+# libopenblas-openmp-dev: the OpenMP build of OpenBLAS, which CMake prefers (one thread pool
+# with nn/ops_cpu.c's OpenMP loops; see CMakeLists.txt). Installing it beside the default
+# pthread build does not change the system's libopenblas.so.0 alternative.
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
-      libhdf5-openmpi-dev hdf5-tools libjansson-dev libutf8proc-dev python3 python3-pip
-      gnuplot-nox)
+      libopenblas-openmp-dev libhdf5-openmpi-dev hdf5-tools libjansson-dev libutf8proc-dev
+      python3 python3-pip gnuplot-nox)
 # Slurm (controller + node daemon) for the tests that run the batch scripts under a real Slurm.
 [ $want_test = 1 ] && debs+=(slurm-wlm)
 # clang with its libFuzzer runtime, for the parser fuzz targets (tests/fuzz).

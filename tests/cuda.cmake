@@ -7,8 +7,12 @@
 #                       emulator (tests/gpu/emu): kernel logic, launch limits, index math
 #                       and the cuBLAS argument mapping, checked on machines without a GPU
 #   bench_cuda_step_emu the GPU benchmark program on a tiny batch through the emulator
+#   test_cuda_train(_emu) a tiny BERT bi-encoder trained 20 steps (CPU table + nn/optim.c vs
+#                       CUDA table + device AdamW/clipping) and cross-encoder labels
 #   test_cuda_amp(_emu) mixed precision on the GPU (nn/cuda/amp.h): 16-bit kernels, casts,
 #                       bf16/fp16 GEMM mode, device unscale; on a GPU / through the emulator
+#   test_cuda_lowp(_emu) the 16-bit activation op tables (cuda-bf16, cuda-fp16): every entry
+#                       and a 2-layer BERT step against the fp32 CPU oracle; GPU / emulator
 # tests/gpu/run.sh runs them on a GPU machine, plus the benchmark.
 argent_test(test_cuda_philox gpu/test_cuda_philox.c LIBS argent_nn)
 
@@ -16,6 +20,8 @@ if(TARGET argent_cuda)
   argent_test(test_cuda_select gpu/test_cuda_select.c LIBS argent_cuda)
   argent_test(test_cuda_ops gpu/test_cuda_ops.c LIBS argent_cuda)
   argent_test(test_cuda_amp gpu/test_cuda_amp.c LIBS argent_cuda)
+  argent_test(test_cuda_train gpu/test_cuda_train.c LIBS argent_cuda)
+  argent_test(test_cuda_lowp gpu/test_cuda_lowp.c LIBS argent_cuda)
   set_tests_properties(test_cuda_ops PROPERTIES TIMEOUT 600)
   # The GPU benchmark (run by tests/gpu/run.sh, never as a test): built here so it keeps compiling.
   add_executable(bench_cuda_step gpu/bench_cuda_step.c)
@@ -39,7 +45,7 @@ if(TARGET argent_cuda)
       DEPENDS ${CMAKE_SOURCE_DIR}/nn/cuda/kernels.cuh ${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/emu_rewrite.py
       COMMENT "CUDA emulator: rewriting nn/cuda/kernels.cuh")
     set(_emu_src)
-    foreach(_cu elementwise layernorm embedding attention)
+    foreach(_cu elementwise layernorm embedding attention optim fused lowp_ops)
       add_custom_command(
         OUTPUT ${_emu_dir}/${_cu}.cc
         COMMAND ${CMAKE_COMMAND} -E make_directory ${_emu_dir}
@@ -52,7 +58,7 @@ if(TARGET argent_cuda)
       list(APPEND _emu_src ${_emu_dir}/${_cu}.cc)
     endforeach()
     set(_emu_glue)
-    foreach(_c backend linear params select table lowp_table)
+    foreach(_c backend linear params select table lowp_table optim)
       list(APPEND _emu_glue ${CMAKE_SOURCE_DIR}/nn/cuda/${_c}.c)
     endforeach()
     # argent_cuda's sources built for the emulator, which stands in for libcudart/libcublas.
@@ -67,7 +73,12 @@ if(TARGET argent_cuda)
     argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c LIBS argent_cuda_emu ARGS --quick)
     set_tests_properties(test_cuda_ops_emu PROPERTIES TIMEOUT 900)
     argent_test(test_cuda_amp_emu gpu/test_cuda_amp.c LIBS argent_cuda_emu)
+    # Bi-encoder training (CPU vs CUDA table + device optimiser) and cross-encoder labels.
+    argent_test(test_cuda_train_emu gpu/test_cuda_train.c LIBS argent_cuda_emu)
+    set_tests_properties(test_cuda_train_emu PROPERTIES TIMEOUT 900)
     set_tests_properties(test_cuda_amp_emu PROPERTIES TIMEOUT 600)
+    argent_test(test_cuda_lowp_emu gpu/test_cuda_lowp.c LIBS argent_cuda_emu)
+    set_tests_properties(test_cuda_lowp_emu PROPERTIES TIMEOUT 600)
     # The benchmark program end to end on a small batch: it must not fail on the GPU visit.
     add_executable(bench_cuda_step_emu gpu/bench_cuda_step.c)
     target_link_libraries(bench_cuda_step_emu PRIVATE argent_cuda_emu)

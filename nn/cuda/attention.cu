@@ -9,8 +9,12 @@
  *             place (dS); dQ = dS K; dK = dS^T Q; each accumulated (+=) into [B,T,C].
  * Masking is the CPU's: -FLT_MAX added once to a masked score (padding key or, causal,
  * tk > tq), so a fully masked row comes out uniform, never NaN. The dropout mask bits are
- * the CPU's (Philox keyed on sample, site and AG_ATT_DROP_INDEX(h, tq, tk)). */
+ * the CPU's (Philox keyed on sample, site and AG_ATT_DROP_INDEX(h, tq, tk)).
+ * For sentence lengths (Tk <= 128, D <= 128) the forward is one fused kernel instead
+ * (attention_fused_kernel below: same probs, pmask and output); the GEMM path serves
+ * longer sequences and is the reference (ag_cuda_set_fused_attention(0) forces it). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "nn/cuda/kernels.cuh"
 #include "nn/cuda/philox.h"
@@ -130,6 +134,127 @@ __global__ void softmax_bwd_kernel(float *ds, const float *probs, const uint8_t 
     for (int tk = lane; tk < Tk; tk += 32) d[tk] = pr[tk] * (d[tk] - fdot) * scale;
 }
 
+/* ---- fused forward for sentence lengths (Tk <= kFaMaxT, D <= kFaMaxD) ----
+ * One block per (query tile of kFaWarps rows, b*H + h); one warp per query row. Q rows of
+ * the tile sit in shared memory; K and then V pass through shared memory in chunks of 32
+ * keys. Lane j owns keys 32c + j: its scores stay in registers, the softmax is the row
+ * kernel's (max, expf, fp64 sum, one reciprocal), dropout draws the same Philox block as
+ * the GEMM path for its key (blocks of 4 keys: each lane recomputes its key's block), and
+ * the dropped probabilities go to shared memory for P'.V, where lane j owns channels
+ * d = j + 32i. probs and pmask are written as the GEMM path writes them, for the unchanged
+ * backward. No head-major copies and no batched GEMMs: q, k, v are read in [B,T,C]. */
+constexpr int kFaWarps = 8, kFaMaxT = 128, kFaMaxD = 128, kFaChunk = 32;
+constexpr int kFaKeySlots = kFaMaxT / 32, kFaDimSlots = kFaMaxD / 32;
+
+__global__ void attention_fused_kernel(float *out, float *probs, uint8_t *pmask, const float *q,
+                                       const float *k, const float *v, const float *key_mask,
+                                       int causal, int H, int Tq, int Tk, int D,
+                                       const int64_t *sample_idx, uint64_t seed, uint32_t site,
+                                       float p, float scale, float dscale) {
+    __shared__ float sq[kFaWarps][kFaMaxD];
+    __shared__ float skv[kFaChunk][kFaMaxD + 1];  /* +1: lanes reading rows hit distinct banks */
+    __shared__ float sp[kFaWarps][kFaMaxT];
+    const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
+    const int h = (int)(blockIdx.y % (unsigned)H), b = (int)(blockIdx.y / (unsigned)H);
+    const int t0 = (int)blockIdx.x * kFaWarps, tq = t0 + warp;
+    const bool active = tq < Tq;
+    const size_t C = (size_t)H * D, hoff = (size_t)h * D;
+    const int nchunk = (Tk + kFaChunk - 1) / kFaChunk;
+    for (int i = (int)threadIdx.x; i < kFaWarps * D; i += (int)blockDim.x) {
+        int w = i / D, d = i % D;
+        sq[w][d] = t0 + w < Tq ? q[((size_t)b * Tq + t0 + w) * C + hoff + d] : 0.0f;
+    }
+    const float *km = key_mask ? key_mask + (size_t)b * Tk : nullptr;
+
+    /* scores: lane j of chunk c holds key 32c + j */
+    float sc[kFaKeySlots];
+#pragma unroll
+    for (int c = 0; c < kFaKeySlots; c++) {
+        sc[c] = -INFINITY;
+        if (c < nchunk) {
+            __syncthreads();  /* sq loaded / the previous chunk read */
+            for (int i = (int)threadIdx.x; i < kFaChunk * D; i += (int)blockDim.x) {
+                int j = i / D, d = i % D, t = c * kFaChunk + j;
+                skv[j][d] = t < Tk ? k[((size_t)b * Tk + t) * C + hoff + d] : 0.0f;
+            }
+            __syncthreads();
+            int tk = c * kFaChunk + lane;
+            if (active && tk < Tk) {
+                float acc = 0.0f;
+                for (int d = 0; d < D; d++) acc += sq[warp][d] * skv[lane][d];
+                float s = acc * scale;
+                /* One -FLT_MAX per masked key, as the row kernel. */
+                if ((km && km[tk] == 0.0f) || (causal && tk > tq)) s += -FLT_MAX;
+                sc[c] = s;
+            }
+        }
+    }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < kFaKeySlots; c++) mx = fmaxf(mx, sc[c]);
+    mx = warp_max(mx);
+    float e[kFaKeySlots];
+    double sum = 0.0;
+#pragma unroll
+    for (int c = 0; c < kFaKeySlots; c++) {
+        int tk = c * kFaChunk + lane;
+        e[c] = active && tk < Tk ? expf(sc[c] - mx) : 0.0f;
+        sum += e[c];
+    }
+    float inv = (float)(1.0 / warp_sum(sum));
+    if (active) {
+        size_t row = ((size_t)blockIdx.y * Tq + tq) * Tk;
+        uint64_t a = p > 0.0f ? (uint64_t)sample_idx[b] : 0;
+#pragma unroll
+        for (int c = 0; c < kFaKeySlots; c++) {
+            int tk = c * kFaChunk + lane;
+            if (tk >= Tk) continue;
+            float pr = e[c] * inv, pd = pr;
+            probs[row + tk] = pr;
+            if (p > 0.0f) {
+                float u[4];
+                ag_uniform4_hd(seed, AG_RNG_DROPOUT, a, site, AG_ATT_DROP_INDEX(h, tq, tk) >> 2, u);
+                uint8_t keep = u[tk & 3] >= p;
+                pmask[row + tk] = keep;
+                pd = keep ? pr * dscale : 0.0f;
+            }
+            sp[warp][tk] = pd;
+        }
+    }
+
+    /* out = P' V: lane j owns channels j + 32i */
+    float o[kFaDimSlots];
+#pragma unroll
+    for (int i = 0; i < kFaDimSlots; i++) o[i] = 0.0f;
+    for (int c = 0; c < nchunk; c++) {
+        __syncthreads();  /* sp written / the previous chunk read */
+        for (int i = (int)threadIdx.x; i < kFaChunk * D; i += (int)blockDim.x) {
+            int j = i / D, d = i % D, t = c * kFaChunk + j;
+            skv[j][d] = t < Tk ? v[((size_t)b * Tk + t) * C + hoff + d] : 0.0f;
+        }
+        __syncthreads();
+        if (active) {
+            int nj = min(kFaChunk, Tk - c * kFaChunk);
+            for (int j = 0; j < nj; j++) {
+                float pj = sp[warp][c * kFaChunk + j];
+#pragma unroll
+                for (int i = 0; i < kFaDimSlots; i++) {
+                    int d = lane + 32 * i;
+                    if (d < D) o[i] += pj * skv[j][d];
+                }
+            }
+        }
+    }
+    if (active) {
+        float *dst = out + ((size_t)b * Tq + tq) * C + hoff;
+#pragma unroll
+        for (int i = 0; i < kFaDimSlots; i++) {
+            int d = lane + 32 * i;
+            if (d < D) dst[d] = o[i];
+        }
+    }
+}
+
 void to_heads(const char *op, float *dst, const float *src, int B, int T_, int H, int D) {
     size_t n = (size_t)B * T_ * H * D;
     to_heads_kernel<<<ag_cuda_blocks(n, kThreads), kThreads, 0, ag_cuda_stream()>>>(dst, src, T_, H, D, n);
@@ -143,7 +268,21 @@ void from_heads(const char *op, float *dst, const float *src, int B, int T_, int
     ag_cuda_launched(op);
 }
 
+/* -1: not read yet; then 0 or 1. Environment ARGENT_CUDA_FUSED_ATTENTION=0 turns it off. */
+int fused_attention = -1;
+
+int fused_attention_on() {
+    if (fused_attention < 0) {
+        const char *e = getenv("ARGENT_CUDA_FUSED_ATTENTION");
+        fused_attention = !(e && e[0] == '0');
+    }
+    return fused_attention;
+}
+
 }  // namespace
+
+extern "C" void ag_cuda_set_fused_attention(int on) { fused_attention = on != 0; }
+extern "C" int ag_cuda_fused_attention(void) { return fused_attention_on(); }
 
 extern "C" void ag_cuda_attention_forward(float *out, float *probs, uint8_t *pmask, const float *q,
                                           const float *k, const float *v, const float *key_mask,
@@ -151,6 +290,16 @@ extern "C" void ag_cuda_attention_forward(float *out, float *probs, uint8_t *pma
                                           const int64_t *sample_idx, uint64_t seed, uint32_t site,
                                           float p) {
     if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0 || D <= 0 || !ag_cuda_ready()) return;
+    if (fused_attention_on() && Tk <= kFaMaxT && D <= kFaMaxD && (long long)B * H <= 65535) {
+        const float scale = 1.0f / sqrtf((float)D);
+        const float dscale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+        dim3 grid((unsigned)((Tq + kFaWarps - 1) / kFaWarps), (unsigned)(B * H));
+        attention_fused_kernel<<<grid, kFaWarps * 32, 0, ag_cuda_stream()>>>(
+            out, probs, pmask, q, k, v, key_mask, causal, H, Tq, Tk, D, sample_idx, seed, site, p,
+            scale, dscale);
+        ag_cuda_launched("attention_forward (fused)");
+        return;
+    }
     size_t C = (size_t)H * D, nq = (size_t)B * Tq * C, nk = (size_t)B * Tk * C;
     size_t na = (size_t)B * H * Tq * Tk, rows = (size_t)B * H * Tq;
     float *Qp = (float *)ag_cuda_scratch(AG_CUDA_SCR_QP, nq * sizeof(float));

@@ -47,6 +47,11 @@ void ag_cuda_shutdown(void);
  * allow_tf32). Environment ARGENT_CUDA_TF32=1 sets it at init. */
 void ag_cuda_set_tf32(int on);
 int ag_cuda_tf32(void);
+/* Attention forward: 1 (default) runs the fused kernel where it applies (key length <= 128,
+ * head size <= 128), 0 always the GEMM path (the reference). Environment
+ * ARGENT_CUDA_FUSED_ATTENTION=0 sets 0 at first use. */
+void ag_cuda_set_fused_attention(int on);
+int ag_cuda_fused_attention(void);
 
 /* Backend choice for a --device option: "cpu" -> &ag_ops_cpu; "cuda" -> &ag_ops_cuda after
  * ag_cuda_init, or NULL with ag_err ("--device cuda: no CUDA device (reason)") when no

@@ -11,6 +11,13 @@ static void ag_cuda_download_act(float *host_dst, const float *src, size_t n) {
     ag_cuda_download(host_dst, src, n * sizeof(float));
 }
 
+/* fused.cu */
+void ag_cuda_linear_gelu_forward(float *pre, float *act, const float *in, const float *W,
+                                 const float *b, int N, int IC, int OC);
+void ag_cuda_add_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *x,
+                                   const float *r, const float *w, const float *b, int N, int C,
+                                   float eps);
+
 const ag_ops ag_ops_cuda = {
     .name = "cuda",
     .alloc = ag_cuda_alloc,
@@ -42,4 +49,6 @@ const ag_ops ag_ops_cuda = {
     .dropout_backward = ag_cuda_dropout_backward,
     .attention_forward = ag_cuda_attention_forward,
     .attention_backward = ag_cuda_attention_backward,
+    .linear_gelu_forward = ag_cuda_linear_gelu_forward,
+    .add_layernorm_forward = ag_cuda_add_layernorm_forward,
 };

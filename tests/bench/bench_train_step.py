@@ -6,11 +6,18 @@ lengths 32/64/128, full-length rows, dropout on, mean pooling, CosineSimilarityL
 pairs, backward, clip_grad_norm_(1.0), AdamW. Both sides use the same thread count (default
 all cores). Peak memory is each process's maximum resident set size.
 
-usage: python3 tests/bench/bench_train_step.py [--build build] [--reps 3] [--threads N]
+With --rounds R the programs run R times, interleaved (argent build(s), then PyTorch, then
+again), and the table gives each one's median step time: on a shared machine this evens out
+the load between them. More than one --build compares builds (say, before and after a
+change) in the same run; each row is labelled with its build folder.
+
+usage: python3 tests/bench/bench_train_step.py [--build build [--build other]] [--reps 3]
+                                               [--threads N] [--rounds R] [--no-torch]
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -55,35 +62,56 @@ def flops(T, B=32, C=384, I=1536, L=6):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
+    ap.add_argument("--build", action="append")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seq", type=int, nargs="*", default=[32, 64, 128])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
+    builds = a.build or ["build"]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    exe = os.path.join(a.build, "tests", "bench_train_step")
-    rows, peak = [], None
-    out = subprocess.run([exe, str(a.reps)] + [str(s) for s in a.seq], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        r = json.loads(line)
-        if r["kind"] == "sgemm":
-            peak = r
-        else:
-            rows.append(r)
-    try:
-        out = subprocess.run([sys.executable, "-c", TORCH_SIDE, str(a.reps), str(a.threads)] + [str(s) for s in a.seq],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        rows += [json.loads(l) for l in out.splitlines() if l.startswith("{")]
-    except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        print(f"(PyTorch side not run: {e})", file=sys.stderr)
-    print(f"threads: {a.threads}; sgemm {peak['M']}x{peak['N']}x{peak['K']}: {peak['gflops']:.1f} GFLOP/s")
-    print("| impl | seq | step (s) | tokens/s | GFLOP/s | % of sgemm | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["seq"], r["impl"])):
-        gf = flops(r["seq"]) / r["step_s"] / 1e9
-        print(f"| {r['impl']} | {r['seq']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {gf:.1f} | "
-              f"{100 * gf / peak['gflops']:.0f}% | {r['peak_rss_mb']:.0f} |")
+    runs, peaks = {}, []   # (impl, seq) -> list of rows
+    for rnd in range(a.rounds):
+        for b in builds:
+            exe = os.path.join(b, "tests", "bench_train_step")
+            out = subprocess.run([exe, str(a.reps)] + [str(s) for s in a.seq], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                r = json.loads(line)
+                if r["kind"] == "sgemm":
+                    peaks.append(r["gflops"])
+                    continue
+                if len(builds) > 1:
+                    r["impl"] = f"argent ({b})"
+                runs.setdefault((r["impl"], r["seq"]), []).append(r)
+                print(f"round {rnd + 1}: {r['impl']} T={r['seq']} {r['step_s']:.3f} s/step", file=sys.stderr, flush=True)
+        if a.no_torch:
+            continue
+        try:
+            out = subprocess.run([sys.executable, "-c", TORCH_SIDE, str(a.reps), str(a.threads)] +
+                                 [str(s) for s in a.seq], env=env, check=True, capture_output=True,
+                                 text=True).stdout
+            for l in out.splitlines():
+                if l.startswith("{"):
+                    r = json.loads(l)
+                    runs.setdefault((r["impl"], r["seq"]), []).append(r)
+                    print(f"round {rnd + 1}: {r['impl']} T={r['seq']} {r['step_s']:.3f} s/step", file=sys.stderr, flush=True)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            print(f"(PyTorch side not run: {e})", file=sys.stderr)
+            a.no_torch = True
+    peak = statistics.median(peaks)
+    print(f"threads: {a.threads}; rounds: {a.rounds} (medians); sgemm {32 * max(a.seq)}x1536x384: "
+          f"{peak:.1f} GFLOP/s (median; range {min(peaks):.1f}-{max(peaks):.1f}); "
+          f"load average {open('/proc/loadavg').read().split()[0]} at the end")
+    print("| impl | seq | step (s) | range (s) | tokens/s | GFLOP/s | % of sgemm | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (impl, seq), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        st = statistics.median(r["step_s"] for r in rs)
+        gf = flops(seq) / st / 1e9
+        lo, hi = min(r["step_s"] for r in rs), max(r["step_s"] for r in rs)
+        print(f"| {impl} | {seq} | {st:.3f} | {lo:.2f}-{hi:.2f} | {32 * seq / st:.0f} | {gf:.1f} | "
+              f"{100 * gf / peak:.0f}% | {max(r['peak_rss_mb'] for r in rs):.0f} |")
 
 
 if __name__ == "__main__":

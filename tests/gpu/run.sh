@@ -106,6 +106,10 @@ ops_rc=$?
 # bf16/fp16: 16-bit kernels within 1e-2 (bf16) / 2e-3 (fp16) of the fp32 oracle, GEMM mode
 # exact-input products within the fp32 tolerances, casts and unscale bit for bit.
 run_check test_cuda_amp 120 "$BUILD/test_cuda_amp"
+run_check test_cuda_lowp 120 "$BUILD/test_cuda_lowp"   # 16-bit activation tables, same tolerances
+# Training: 20 AdamW steps of a tiny bi-encoder on the CPU and the GPU (losses, parameters
+# within 1e-4; device optimiser), cross-encoder scores within 1e-5 and identical labels.
+run_check test_cuda_train 120 "$BUILD/test_cuda_train"
 if [ "${ARGENT_GPU_MEMCHECK:-0}" = 1 ] && [ $ops_rc -ne 77 ] && command -v compute-sanitizer >/dev/null; then
     run_check memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/test_cuda_ops" --quick
 fi

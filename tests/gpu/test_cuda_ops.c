@@ -23,8 +23,10 @@
 
 #include "nn/bert.h"
 #include "nn/cuda/cuda.h"
+#include "nn/cuda/optim.h"
 #include "nn/error.h"
 #include "nn/ops.h"
+#include "nn/optim.h"
 #include "nn/rng.h"
 #include "tests/support/check.h"
 
@@ -463,7 +465,61 @@ static void test_attention_case(att_case c) {
     G->free(d_scratch);
 }
 
+/* The fused forward (Tk <= 128, D <= 128) against the GEMM path it replaces, on the same
+ * inputs: out and probs within 1e-5, the dropout mask bit for bit. */
+static void test_attention_paths(att_case c) {
+    char what[200], shape[120];
+    snprintf(shape, sizeof shape, "B=%d Tq=%d Tk=%d H=%d D=%d%s%s p=%g", c.B, c.Tq, c.Tk, c.H, c.D,
+             c.causal ? " causal" : "", c.masked ? " key-mask" : "", (double)c.p);
+    int C = c.H * c.D;
+    size_t nq = (size_t)c.B * c.Tq * C, nk = (size_t)c.B * c.Tk * C, na = (size_t)c.B * c.H * c.Tq * c.Tk;
+    float *q = rnd(nq, -2, 2), *k = rnd(nk, -2, 2), *v = rnd(nk, -1, 1);
+    float *km = xmalloc((size_t)c.B * c.Tk * 4);
+    for (int b = 0; b < c.B; b++)
+        for (int t = 0; t < c.Tk; t++) km[(size_t)b * c.Tk + t] = t < c.Tk - 3 * b ? 1.0f : 0.0f;
+    int64_t *samp = xmalloc((size_t)c.B * 8);
+    for (int b = 0; b < c.B; b++) samp[b] = 77 * b + 1;
+    float *d_q = dev(q, nq * 4), *d_k = dev(k, nk * 4), *d_v = dev(v, nk * 4);
+    float *d_km = c.masked ? dev(km, (size_t)c.B * c.Tk * 4) : NULL;
+    int64_t *d_samp = dev(samp, (size_t)c.B * 8);
+    float *o1 = dev_nan(nq), *p1 = dev_nan(na), *o2 = dev_nan(nq), *p2 = dev_nan(na);
+    uint8_t *m1 = G->alloc(na), *m2 = G->alloc(na);
+    if (!m1 || !m2) die("device alloc");
+    check_true("fused attention is on by default", ag_cuda_fused_attention() == 1);
+    G->attention_forward(o1, p1, m1, d_q, d_k, d_v, d_km, c.causal, c.B, c.Tq, c.Tk, c.H, c.D, d_samp,
+                         seed + 5, 16 * 4, c.p);
+    ag_cuda_set_fused_attention(0);
+    G->attention_forward(o2, p2, m2, d_q, d_k, d_v, d_km, c.causal, c.B, c.Tq, c.Tk, c.H, c.D, d_samp,
+                         seed + 5, 16 * 4, c.p);
+    ag_cuda_set_fused_attention(1);
+    float *want = back(o2, nq * 4);
+    snprintf(what, sizeof what, "attention_forward fused = GEMM path: out %s", shape);
+    cmp(what, o1, want, nq, FWD_TOL);
+    free(want);
+    want = back(p2, na * 4);
+    snprintf(what, sizeof what, "attention_forward fused = GEMM path: probs %s", shape);
+    cmp(what, p1, want, na, FWD_TOL);
+    free(want);
+    if (c.p > 0) {
+        uint8_t *wm = back(m2, na);
+        snprintf(what, sizeof what, "attention_forward fused = GEMM path: dropout mask %s (bitwise)", shape);
+        cmp_u8(what, m1, wm, na);
+        free(wm);
+    }
+    op_done("attention paths");
+    free(q); free(k); free(v); free(km); free(samp);
+    G->free(d_q); G->free(d_k); G->free(d_v); G->free(d_km); G->free(d_samp);
+    G->free(o1); G->free(p1); G->free(o2); G->free(p2); G->free(m1); G->free(m2);
+}
+
 static void test_attention(void) {
+    /* Tk <= 128 and D <= 128 take the fused kernel; the others the GEMM path. */
+    test_attention_paths((att_case){2, 19, 19, 3, 8, 0, 1, 0.1f});      /* 3 query tiles, dropout */
+    test_attention_paths((att_case){1, 9, 9, 2, 5, 1, 1, 0.0f});        /* causal + key mask */
+    test_attention_paths((att_case){2, 3, 128, 2, 128, 0, 1, 0.2f});    /* the largest fused shape */
+    test_attention_case((att_case){1, 130, 130, 2, 4, 0, 1, 0.1f});     /* Tk > 128: GEMM path */
+    test_attention_case((att_case){1, 5, 7, 1, 130, 0, 1, 0.1f});       /* D > 128: GEMM path */
+    test_attention_case((att_case){2, 3, 128, 2, 128, 1, 1, 0.1f});     /* fused, Tk = D = 128, causal */
     test_attention_case((att_case){3, 13, 13, 4, 8, 0, 1, 0.0f});
     test_attention_case((att_case){3, 13, 13, 4, 8, 0, 1, 0.1f});
     test_attention_case((att_case){2, 9, 9, 2, 5, 1, 0, 0.2f});     /* causal */
@@ -473,10 +529,184 @@ static void test_attention(void) {
     if (!quick) test_attention_case((att_case){4, 128, 128, 12, 64, 0, 1, 0.1f});
 }
 
+/* ------------------------------------------------------------------ fused forwards */
+
+/* The fused entries against the CPU composition; and the CPU table's own fused entries
+ * against that composition, bit for bit. */
+static void test_linear_gelu_case(int N, int IC, int OC, int with_bias) {
+    char what[160], shape[80];
+    snprintf(shape, sizeof shape, "N=%d IC=%d OC=%d %s", N, IC, OC, with_bias ? "bias" : "no bias");
+    size_t no = (size_t)N * OC;
+    float *in = rnd((size_t)N * IC, -1, 1), *W = rnd((size_t)OC * IC, -0.5f, 0.5f), *b = rnd((size_t)OC, -1, 1);
+    float *pre = xmalloc(no * 4), *act = xmalloc(no * 4), *pre2 = nans(no), *act2 = nans(no);
+    H_->linear_forward(pre, in, W, with_bias ? b : NULL, N, IC, OC);
+    H_->gelu_forward(act, pre, no);
+    H_->linear_gelu_forward(pre2, act2, in, W, with_bias ? b : NULL, N, IC, OC);
+    snprintf(what, sizeof what, "cpu linear_gelu_forward = composition, pre and act (bitwise) %s", shape);
+    check_true(what, memcmp(pre, pre2, no * 4) == 0 && memcmp(act, act2, no * 4) == 0);
+    float *d_in = dev(in, (size_t)N * IC * 4), *d_W = dev(W, (size_t)OC * IC * 4), *d_b = dev(b, (size_t)OC * 4);
+    float *d_pre = dev_nan(no), *d_act = dev_nan(no);
+    G->linear_gelu_forward(d_pre, d_act, d_in, d_W, with_bias ? d_b : NULL, N, IC, OC);
+    snprintf(what, sizeof what, "linear_gelu_forward pre %s", shape);
+    cmp(what, d_pre, pre, no, FWD_TOL);
+    snprintf(what, sizeof what, "linear_gelu_forward act %s", shape);
+    cmp(what, d_act, act, no, FWD_TOL);
+    /* act in place over pre (the caller may keep only one buffer) */
+    G->linear_gelu_forward(d_pre, d_pre, d_in, d_W, with_bias ? d_b : NULL, N, IC, OC);
+    snprintf(what, sizeof what, "linear_gelu_forward act == pre (in place) %s", shape);
+    cmp(what, d_pre, act, no, FWD_TOL);
+    op_done("linear_gelu_forward");
+    free(in); free(W); free(b); free(pre); free(act); free(pre2); free(act2);
+    G->free(d_in); G->free(d_W); G->free(d_b); G->free(d_pre); G->free(d_act);
+}
+
+static void test_add_layernorm_case(int N, int C, float eps, int alias) {
+    char what[160], shape[80];
+    snprintf(shape, sizeof shape, "N=%d C=%d eps=%g%s", N, C, (double)eps,
+             alias == 1 ? " res=x" : alias == 2 ? " res=r" : "");
+    size_t n = (size_t)N * C;
+    float *x = rnd(n, -2, 3), *r = rnd(n, -1, 1), *w = rnd((size_t)C, 0.5f, 1.5f), *b = rnd((size_t)C, -1, 1);
+    float *res = xmalloc(n * 4), *out = xmalloc(n * 4), *mean = xmalloc((size_t)N * 4), *rstd = xmalloc((size_t)N * 4);
+    H_->add(res, x, r, n);
+    H_->layernorm_forward(out, mean, rstd, res, w, b, N, C, eps);
+    /* CPU fused, with the same aliasing */
+    float *x2 = hdup(x, n), *r2 = hdup(r, n), *res2 = alias == 1 ? x2 : alias == 2 ? r2 : nans(n);
+    float *out2 = nans(n), *mean2 = nans((size_t)N), *rstd2 = nans((size_t)N);
+    H_->add_layernorm_forward(res2, out2, mean2, rstd2, x2, r2, w, b, N, C, eps);
+    snprintf(what, sizeof what, "cpu add_layernorm_forward = composition (bitwise) %s", shape);
+    check_true(what, memcmp(res2, res, n * 4) == 0 && memcmp(out2, out, n * 4) == 0 &&
+                         memcmp(mean2, mean, (size_t)N * 4) == 0 && memcmp(rstd2, rstd, (size_t)N * 4) == 0);
+    float *d_x = dev(x, n * 4), *d_r = dev(r, n * 4), *d_w = dev(w, (size_t)C * 4), *d_b = dev(b, (size_t)C * 4);
+    float *d_res = alias == 1 ? d_x : alias == 2 ? d_r : dev_nan(n);
+    float *d_out = dev_nan(n), *d_mean = dev_nan((size_t)N), *d_rstd = dev_nan((size_t)N);
+    G->add_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_x, d_r, d_w, d_b, N, C, eps);
+    snprintf(what, sizeof what, "add_layernorm_forward res (bitwise) %s", shape);
+    cmp(what, d_res, res, n, -1);
+    snprintf(what, sizeof what, "add_layernorm_forward out %s", shape);
+    cmp(what, d_out, out, n, FWD_TOL);
+    snprintf(what, sizeof what, "add_layernorm_forward mean, rstd %s", shape);
+    float *both = xmalloc((size_t)N * 8), *dboth = xmalloc((size_t)N * 8);
+    memcpy(both, mean, (size_t)N * 4);
+    memcpy(both + N, rstd, (size_t)N * 4);
+    G->download(dboth, d_mean, (size_t)N * 4);
+    G->download(dboth + N, d_rstd, (size_t)N * 4);
+    check_rel(what, dboth, both, 2 * (size_t)N, FWD_TOL);
+    op_done("add_layernorm_forward");
+    if (!alias) { free(res2); G->free(d_res); }
+    free(x); free(r); free(w); free(b); free(res); free(out); free(mean); free(rstd); free(x2); free(r2);
+    free(out2); free(mean2); free(rstd2); free(both); free(dboth);
+    G->free(d_x); G->free(d_r); G->free(d_w); G->free(d_b); G->free(d_out); G->free(d_mean); G->free(d_rstd);
+}
+
+static void test_fused(void) {
+    check_true("cpu table has both fused forwards", H_->linear_gelu_forward && H_->add_layernorm_forward);
+    check_true("cuda table has both fused forwards", G->linear_gelu_forward && G->add_layernorm_forward);
+    test_linear_gelu_case(37, 45, 29, 1);
+    test_linear_gelu_case(5, 3, 1, 0);
+    test_add_layernorm_case(37, 45, 1e-12f, 0);
+    test_add_layernorm_case(3, 1000, 1e-5f, 1);
+    test_add_layernorm_case(2, 7, 1e-12f, 2);
+    if (!quick) {
+        test_linear_gelu_case(32 * 64, 384, 1536, 1);
+        test_add_layernorm_case(32 * 128, 768, 1e-12f, 1);
+    }
+}
+
+/* ------------------------------------------------------------------ optimiser */
+
+/* Device AdamW + clipping (nn/cuda/optim.h) against nn/optim.c over several steps of a
+ * warm-up schedule, on a table of decayed and undecayed tensors: the norm within 1e-12
+ * relative, every parameter within 1e-6 relative after every step, the moments after the
+ * last, and a checkpoint round trip (download, upload into a fresh optimiser, one more step). */
+static void test_optim(void) {
+    char what[200];
+    ag_params hp, dp;
+    ag_params_init(&hp);
+    const char *names[] = {"enc.dense.weight", "enc.dense.bias", "enc.LayerNorm.weight", "enc.LayerNorm.bias",
+                           "enc.out.weight", "enc.out.weight2", "enc.out.bias", "emb.weight"};
+    int64_t shapes[][2] = {{37, 45}, {37, 1}, {45, 1}, {45, 1}, {29, 37}, {quick ? 100 : 3000, 77}, {29, 1}, {13, 7}};
+    for (int i = 0; i < 8; i++)
+        if (ag_params_add(&hp, names[i], shapes[i][1] == 1 ? 1 : 2, shapes[i]) < 0) die("params add");
+    if (ag_params_alloc(&hp)) die("params alloc");
+    float *init = rnd(hp.total, -1, 1);
+    memcpy(hp.data, init, hp.total * 4);
+    if (ag_cuda_params_mirror(&dp, &hp)) die("params mirror");
+    ag_adamw ho, go;
+    if (ag_adamw_init(&ho, &hp, 0.01) || ag_cuda_adamw_init(&go, &dp, 0.01)) die("adamw init");
+    ag_schedule sch = {AG_SCHED_LINEAR, 2, 7};
+    double base_lr = 0.05, worst_norm = 0;
+    int steps = 6, norm_ok = 1, clipped = 0;
+    float *got = xmalloc(hp.total * 4);
+    for (int s = 0; s < steps; s++) {
+        float *g = rnd(hp.total, -0.5f, 0.5f);
+        if (s == 3) for (size_t i = 0; i < hp.total; i++) g[i] *= 1e-4f;   /* a step below max_norm */
+        memcpy(hp.grad, g, hp.total * 4);
+        G->upload(dp.grad, g, hp.total * 4);
+        double nh = ag_clip_grad_norm(&hp, 1.0), nd = ag_cuda_clip_grad_norm(&dp, 1.0);
+        double rel = fabs(nd - nh) / nh;
+        if (!(rel <= 1e-12)) norm_ok = 0;
+        if (rel > worst_norm) worst_norm = rel;
+        clipped += nh > 1.0;
+        double lr = base_lr * ag_schedule_factor(&sch, ho.step);
+        if (ag_adamw_step(&ho, &hp, lr) || ag_cuda_adamw_step(&go, &dp, lr)) die("adamw step");
+        G->download(got, dp.data, hp.total * 4);
+        snprintf(what, sizeof what, "adamw step %d (lr %.4g): every parameter within 1e-6 relative", s, lr);
+        check_close(what, got, hp.data, hp.total, 1e-6, 1e-30);
+        free(g);
+    }
+    snprintf(what, sizeof what, "clip_grad_norm: %d norms within 1e-12 relative (worst %.3g; %d of them clipped)",
+             steps, worst_norm, clipped);
+    check_true(what, norm_ok && clipped > 0 && clipped < steps);
+    check_true("adamw: both step counters advanced",
+               go.step == steps && ho.step == steps);
+    /* checkpoint: moments down, then into a fresh device optimiser, one more step each */
+    ag_adamw ck;
+    if (ag_adamw_init(&ck, &hp, 0.5)) die("adamw init (checkpoint)");
+    check_true("adamw download: 0", ag_cuda_adamw_download(&ck, &go) == 0);
+    check_close("adamw download: first moments", ck.m, ho.m, hp.total, 1e-6, 1e-30);
+    check_close("adamw download: second moments", ck.v, ho.v, hp.total, 1e-6, 1e-30);
+    check_true("adamw download: step and weight decay carried", ck.step == steps && ck.weight_decay == 0.01);
+    ag_cuda_adamw_free(&go);
+    if (ag_cuda_adamw_init(&go, &dp, 0.0)) die("adamw init (fresh)");
+    check_true("adamw upload: 0", ag_cuda_adamw_upload(&go, &ck) == 0);
+    float *g = rnd(hp.total, -0.5f, 0.5f);
+    memcpy(hp.grad, g, hp.total * 4);
+    G->upload(dp.grad, g, hp.total * 4);
+    double lr = base_lr * ag_schedule_factor(&sch, ho.step);
+    if (ag_adamw_step(&ho, &hp, lr) || ag_cuda_adamw_step(&go, &dp, lr)) die("adamw step after upload");
+    G->download(got, dp.data, hp.total * 4);
+    check_close("adamw step after a checkpoint round trip: parameters within 1e-6", got, hp.data, hp.total,
+                1e-6, 1e-30);
+    /* a non-finite norm leaves the gradients alone */
+    g[5] = NAN;
+    G->upload(dp.grad, g, hp.total * 4);
+    g[5] = 0;
+    double nn_ = ag_cuda_clip_grad_norm(&dp, 1.0);
+    G->download(got, dp.grad, hp.total * 4);
+    got[5] = 0;
+    check_true("clip_grad_norm with a NaN gradient: NaN norm, gradients untouched",
+               isnan(nn_) && memcmp(got, g, hp.total * 4) == 0);
+    /* errors */
+    ag_params small = dp;
+    small.total = dp.total - 1;
+    check_true("adamw step on another table size: -1", ag_cuda_adamw_step(&go, &small, 0.1) == -1);
+    check_true("adamw step with lr NaN: -1", ag_cuda_adamw_step(&go, &dp, NAN) == -1);
+    ag_adamw none;
+    memset(&none, 0, sizeof none);
+    check_true("adamw step without init: -1", ag_cuda_adamw_step(&none, &dp, 0.1) == -1);
+    op_done("optimiser");
+    free(g); free(got); free(init);
+    ag_adamw_free(&ho);
+    ag_adamw_free(&ck);
+    ag_cuda_adamw_free(&go);
+    ag_cuda_params_free(&dp);
+    ag_params_free(&hp);
+}
+
 /* ------------------------------------------------------------------ BERT end to end */
 
 static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
-    char what[256];
+    char what[512];
     ag_bert mc, mg;
     ag_params pc, layout, pd;
     ag_params_init(&pc);
@@ -537,9 +767,15 @@ static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
     int bad = 0;
     double worst = 0;
     const char *worst_name = "";
+    /* Floor of the denominator: 1e-3 of the largest gradient in the table. The attention
+     * key biases' true gradient is 0 (a bias on every key shifts a softmax row by a
+     * constant): what they get is rounding noise, which any change of summation order in
+     * the forward (cuBLAS vs OpenBLAS, the fused attention kernel) changes completely. */
+    double gmax = 0;
+    for (size_t j = 0; j < pc.total; j++) gmax = fmax(gmax, fabs(pc.grad[j]));
     for (int i = 0; i < pc.n; i++) {
         const float *g = ag_params_grad(&layout, i), *w = ag_params_grad(&pc, i);
-        double md = 0, mw = 0;
+        double md = 0, mw = 1e-3 * gmax;
         int nan = 0;
         for (size_t j = 0; j < pc.t[i].numel; j++) {
             double d = fabs((double)g[j] - w[j]);
@@ -554,8 +790,8 @@ static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
         }
         if (r > worst) { worst = r; worst_name = pc.t[i].name; }
     }
-    snprintf(what, sizeof what, "%s: all %d parameter gradients within %.0e (worst %.3g, %s)", label,
-             pc.n, GRAD_TOL, worst, worst_name);
+    snprintf(what, sizeof what, "%s: all %d parameter gradients within %.0e of max(max |want|, 1e-3 of the "
+             "largest) (worst %.3g, %s)", label, pc.n, GRAD_TOL, worst, worst_name);
     check_true(what, bad == 0);
     op_done("bert");
     free(ids); free(types); free(mask); free(samp); free(dh); free(dp);
@@ -596,6 +832,8 @@ int main(int argc, char **argv) {
     test_layernorm();
     test_dropout();
     test_attention();
+    test_fused();
+    test_optim();
 
     ag_bert_config tiny = {.vocab_size = 97, .hidden_size = 32, .num_hidden_layers = 2,
                            .num_attention_heads = 4, .intermediate_size = 64,
