@@ -27,9 +27,9 @@ D=$W/data
 
 rm -rf "$W"
 mkdir -p "$W"
-"$ARGENT" synth --out "$D" --gold 240 --pairs 20 --dev 20 --test 90 --seed 4 --hidden 32 --layers 1 --heads 2 \
+mpi 1 "$ARGENT" synth --out "$D" --gold 240 --pairs 20 --dev 20 --test 90 --seed 4 --hidden 32 --layers 1 --heads 2 \
     --inter 64 > "$W/synth.log" 2>&1 || { cat "$W/synth.log"; die "argent synth"; }
-prep() { "$ARGENT" prepare --input "$D/$1.tsv" --a sentence1 --b sentence2 --vocab "$D/vocab.txt" --quiet "${@:2}" ||
+prep() { mpi 1 "$ARGENT" prepare --input "$D/$1.tsv" --a sentence1 --b sentence2 --vocab "$D/vocab.txt" --quiet "${@:2}" ||
     die "argent prepare $*"; }
 prep gold --label score --out "$D/gold-score.h5"
 prep gold --label label --label-kind class --out "$D/gold-class.h5"

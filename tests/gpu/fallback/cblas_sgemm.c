@@ -37,3 +37,10 @@ void cblas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int 
     if (order == CblasRowMajor) sgemm_rm(at, bt, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else sgemm_rm(bt, at, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);  /* C^T = op(B)^T op(A)^T */
 }
+
+/* The two OpenBLAS extensions nn/blas_env.c asks about: this stand-in is serial, and has
+ * no CPU-specific kernels to name. */
+char *openblas_get_corename(void);
+int openblas_get_parallel(void);
+char *openblas_get_corename(void) { return (char *)"fallback"; }
+int openblas_get_parallel(void) { return 0; }
