@@ -49,6 +49,9 @@ struct ag_engine {
     double best;
     int64_t best_step, last_eval_step, last_ckpt_step;
     ag_device *dev;          /* GPU training (NULL: CPU) */
+    int resident;            /* dev with the optimiser on the device (ag_device_resident) */
+    int nccl;                /* resident: the device gradient is reduced with NCCL */
+    int stale_data, stale_moments; /* resident: p->data / opt.m, opt.v behind the device's */
 };
 
 void ag_eval_add(ag_eval_result *r, const char *name, double value) {
@@ -288,8 +291,20 @@ static void fill_state(const ag_engine *e, ag_train_state *ts) {
     ts->weight_decay = e->opt.weight_decay;
 }
 
+/* Device-resident training: bring the device's parameters (and, moments = 1, the AdamW
+ * moments) down to the host table when something on the host needs the whole model
+ * (evaluation, checksums, checkpoints, the final model). Not collective; callers agree. */
+static int host_sync(ag_engine *e, int moments) {
+    if (!e->resident || !(e->stale_data || (moments && e->stale_moments))) return 0;
+    if (ag_device_optim_download(e->dev, e->p, moments ? &e->opt : NULL)) return -1;
+    e->stale_data = 0;
+    if (moments) e->stale_moments = 0;
+    return 0;
+}
+
 /* Collective: rank 0 writes checkpoints/ckpt-<step>.h5 (everything to resume). */
 static int save_checkpoint(ag_engine *e) {
+    if (agree(e, host_sync(e, 1))) return -1;
     int rc = 0;
     if (e->rank == 0) {
         ag_train_state ts;
@@ -466,17 +481,27 @@ void ag_engine_set_fingerprint(ag_engine *e, const char *text) {
 
 /* ---- hooks ---------------------------------------------------------------------------- */
 
-void ag_engine_set_device(ag_engine *e, struct ag_device *d) { e->dev = d && d->gpu ? d : NULL; }
+void ag_engine_set_device(ag_engine *e, struct ag_device *d) {
+    e->dev = d && d->gpu ? d : NULL;
+    e->resident = e->dev && ag_device_resident(e->dev);
+}
 
 int ag_engine_grad_hook(void *engine, int first, int last) {
     ag_engine *e = engine;
+    if (e->nccl) {
+        /* Heads first (their host gradient is final when reported), then the buckets. */
+        if (ag_device_heads_add(e->dev, e->p, first, last)) return -1;
+        for (int t = first; t <= last; t++)
+            if (ag_device_nccl_ready(e->dev, t)) return -1;
+        return 0;
+    }
     if (e->cfg.no_overlap || e->dev) return 0;
     for (int t = first; t <= last; t++)
         if (ag_ar_ready(e->ar, t)) return -1;
     return ag_ar_progress(e->ar);
 }
 
-int ag_engine_accumulate(ag_engine *e) { return ag_ar_accumulate(e->ar); }
+int ag_engine_accumulate(ag_engine *e) { return e->nccl ? 0 : ag_ar_accumulate(e->ar); }
 int ag_engine_progress(ag_engine *e) { return e->cfg.no_overlap || e->dev ? 0 : ag_ar_progress(e->ar); }
 
 double ag_engine_last_loss(const ag_engine *e) { return e->last_loss; }
@@ -510,6 +535,7 @@ static void make_perm(ag_engine *e, int64_t epoch) {
 
 static int evaluate(ag_engine *e) {
     if (!e->task.evaluate || e->last_eval_step == e->step) return 0;
+    if (agree(e, host_sync(e, 0))) return ag_err_ctx("evaluation at step %lld", (long long)e->step);
     ag_eval_result r;
     memset(&r, 0, sizeof r);
     r.primary = NAN;
@@ -548,10 +574,95 @@ static int evaluate(ag_engine *e) {
 static void maybe_perturb(ag_engine *e) {
     if (ag_fault_point("perturb", e->step)) {
         ag_err_clear();
+        if (host_sync(e, 0)) ag_logr("fault injection: %s", ag_errmsg());
         e->p->data[0] += 1e-3f;
         if (e->dev && ag_device_upload(e->dev, e->p)) ag_logr("fault injection: %s", ag_errmsg());
         ag_logr("fault injected: parameter %s perturbed before step %lld", e->p->t[0].name, (long long)e->step);
     }
+}
+
+/* The end of a step (taken or skipped): the data position advances, the numbers are kept. */
+static void step_done(ag_engine *e, int64_t G, double loss, double lr, double norm) {
+    e->step++;
+    e->pos += G;
+    if (e->pos >= e->cfg.n_samples) { e->epoch++; e->pos = 0; }
+    e->last_loss = loss;
+    e->last_lr = lr;
+    e->last_norm = norm;
+    e->last_global = G;
+}
+
+/* One step of device-resident training (docs/cuda.md, "How the stages use the device"):
+ * the task's backward writes the device gradient, the heads' host gradients join it, the
+ * ranks' contributions are summed (NCCL during the backward, or download -> host allreduce
+ * -> upload), then unscale (fp16), clipping and AdamW run on the device and the heads'
+ * parameters come back for the host code. The host table is otherwise left behind
+ * (host_sync brings it down when needed). */
+static int device_step(ag_engine *e, const ag_engine_batch *b, int64_t G) {
+    ag_device *d = e->dev;
+    /* Without NCCL the host allreduce sums, except at np 1 in SUM mode (the identity). */
+    int host_ar = !e->nccl && (e->nranks > 1 || e->cfg.ar.mode != AG_AR_SUM);
+    ag_device_heads_begin(d, e->p);
+    int rc = host_ar ? ag_ar_begin(e->ar) : 0;
+    /* Begun on every rank before anything can fail, so that every rank finishes it. */
+    int rc_nc = ag_device_nccl_begin(d);
+    double loss = 0, t0 = MPI_Wtime();
+    if (!rc) rc = rc_nc;
+    if (!rc) rc = ag_fault_point("step", e->step);
+    if (!rc) rc = ag_device_begin_step(d);
+    if (!rc) {
+        rc = e->task.step(e->task.ctx, e, b, &loss);
+        /* Heads not reported through the hook (all of them without NCCL). */
+        if (!rc) rc = ag_device_heads_add(d, e->p, 0, e->p->n - 1);
+        if (rc) ag_err_ctx("step %lld", (long long)e->step);
+    }
+    double t1 = MPI_Wtime();
+    /* Every rank takes part in the reduction, a failed one too, so that none waits forever. */
+    int rc2 = 0;
+    if (e->nccl) {
+        if (ag_device_nccl_finish(d)) rc2 = -1;
+    } else if (host_ar) {
+        if (!rc && ag_device_grad_get(d, e->p)) rc2 = -1;
+        if ((rc || rc2) && e->p->grad) memset(e->p->grad, 0, e->p->total * sizeof(float));
+        if (ag_ar_finish(e->ar, 1) && !rc2) rc2 = -1;
+        if (!rc && !rc2 && ag_device_grad_put(d, e->p)) rc2 = -1;
+    }
+    if (!rc && !rc2 && ag_device_sync(d)) rc2 = -1;
+    if (!rc) rc = rc2;
+    double t2 = MPI_Wtime();
+    e->t_compute += t1 - t0;
+    e->t_exposed += t2 - t1;
+    double red[2] = {rc ? 0 : loss, rc != 0}, sum[2];
+    MPI_Allreduce(red, sum, 2, MPI_DOUBLE, MPI_SUM, e->comm);
+    if (sum[1] > 0) {
+        if (rc) return -1;
+        return ag_err("step %lld failed on %d rank(s) (their messages say why)", (long long)e->step, (int)sum[1]);
+    }
+    double lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
+    e->stale_data = e->stale_moments = 1;
+    if (d->scaler.enabled) {
+        /* fp16: the reduced gradient is the same on every rank, so is the decision. */
+        int bad = 0;
+        if (ag_device_unscale(d, &bad)) return ag_err_ctx("step %lld", (long long)e->step);
+        ag_scaler_update(&d->scaler, bad);
+        if (bad) {
+            if (e->rank == 0)
+                ag_metrics_note(e->mx, "step %lld: inf/NaN in the fp16 gradient, step skipped, loss scale now %g",
+                                (long long)e->step, (double)d->scaler.scale);
+            e->opt.step++;
+            d->opt.step++;
+            step_done(e, G, sum[0], lr, 0);
+            return 0;
+        }
+    }
+    double norm = ag_device_clip(d, e->cfg.max_grad_norm);
+    if (!isfinite(norm) || !isfinite(sum[0]))
+        return ag_err("step %lld: the loss (%g) or the gradient norm (%g) is not finite; lower --lr or check the "
+                      "data", (long long)e->step, sum[0], norm);
+    if (ag_device_adamw(d, lr) || ag_device_heads_refresh(d, e->p)) return ag_err_ctx("step %lld", (long long)e->step);
+    e->opt.step = d->opt.step;
+    step_done(e, G, sum[0], lr, norm);
+    return 0;
 }
 
 static int one_step(ag_engine *e) {
@@ -568,6 +679,7 @@ static int one_step(ag_engine *e) {
                          .key = e->key, .seed = e->cfg.seed, .rank = e->rank, .nranks = e->nranks, .comm = e->comm};
     ag_batch_slice(G, e->nranks, e->rank, &b.begin, &b.count);
     b.gscale = (float)((double)b.count / (double)G);
+    if (e->resident) return device_step(e, &b, G);
 
     ag_params_zero_grad(e->p);
     int rc = ag_ar_begin(e->ar);
@@ -637,7 +749,24 @@ int ag_engine_run(ag_engine *e) {
     if (agree(e, e->mx ? 0 : -1)) return -1;
     int resumed = 0;
     if (load_or_broadcast(e, &resumed)) return -1;
-    if (e->dev && agree(e, ag_device_upload(e->dev, e->p))) return -1;
+    if (e->dev && !e->resident && agree(e, ag_device_upload(e->dev, e->p))) return -1;
+    if (e->resident) {
+        /* The parameters and the moments (zero, or the checkpoint's) go up once; from now
+         * on the device holds the master copy. */
+        rc = ag_device_optim_init(e->dev, e->cfg.weight_decay);
+        if (!rc) rc = ag_device_optim_upload(e->dev, e->p, &e->opt);
+        if (agree(e, rc)) return ag_err_ctx("--device: the device optimiser");
+        e->stale_data = e->stale_moments = 0;
+        char why[512];
+        int ar_sum = e->cfg.ar.mode == AG_AR_SUM;
+        e->nccl = ar_sum && ag_device_nccl_open(e->dev, &e->cfg.ar, !e->cfg.no_overlap && e->cfg.ar.overlap, why,
+                                                 sizeof why);
+        if (e->nranks > 1 && e->rank == 0)
+            ag_metrics_note(e->mx, "gradient reduction: %s", e->nccl ? "NCCL on the device, overlapped with the backward"
+                            : ar_sum ? "host allreduce (device -> host -> device)" : "host allreduce (exact mode)");
+        if (e->nranks > 1 && e->rank == 0 && ar_sum && !e->nccl && why[0])
+            ag_metrics_note(e->mx, "NCCL not used: %s", why);
+    }
     ag_metrics_resume(e->mx, e->step);
     char model_path[PATH_CAP + 16];
     snprintf(model_path, sizeof model_path, "%s/model.h5", e->out_dir);
@@ -659,8 +788,9 @@ int ag_engine_run(ag_engine *e) {
         if (one_step(e)) return -1;
         ag_metrics_step(e->mx, e->step, e->epoch, e->last_loss, e->last_lr, e->last_norm,
                         e->last_global, MPI_Wtime() - t_start);
-        if ((e->cfg.check_every > 0 && e->step % e->cfg.check_every == 0) &&
-            ag_check_same(e->p->data, e->p->total, e->step, e->comm))
+        int check = e->cfg.check_every > 0 && e->step % e->cfg.check_every == 0;
+        if (check && agree(e, host_sync(e, 0))) return -1;
+        if (check && ag_check_same(e->p->data, e->p->total, e->step, e->comm))
             return ag_err_ctx("parameters diverged between ranks (a rank computed something else: hardware, "
                               "a nondeterministic library, or a bug)");
         if (e->cfg.eval_every > 0 && e->step % e->cfg.eval_every == 0 && e->step < e->total && evaluate(e))
@@ -677,6 +807,7 @@ int ag_engine_run(ag_engine *e) {
             return AG_EXIT_REQUEUE;
         }
     }
+    if (agree(e, host_sync(e, 1))) return -1;
     if (ag_check_same(e->p->data, e->p->total, e->step, e->comm))
         return ag_err_ctx("parameters diverged between ranks");
     if (evaluate(e)) return -1;

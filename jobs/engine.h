@@ -169,14 +169,21 @@ int ag_engine_accumulate(ag_engine *e);
 /* Let in-flight reductions progress (MPI_Test); cheap, call between pieces of compute. */
 int ag_engine_progress(ag_engine *e);
 
-/* GPU training (jobs/device.h): the task runs its model on d's device mirror of p. The
- * engine then uploads p's data to the mirror after every change (start, resume, each
- * optimiser step), zeroes the device gradient before each step and adds it into p->grad
- * after the task's step (ag_device_end_step); the reduction, clipping and AdamW stay on the
- * host, on p, as on the CPU. The backward hook then starts nothing (the host gradient is
- * complete only after the download): everything is reduced after the step. With fp16 loss
- * scaling a step whose reduced gradient holds an inf/NaN is skipped (no AdamW update) and
- * the scale backs off. d NULL or on the CPU: the plain CPU loop. Call before ag_engine_run. */
+/* GPU training (jobs/device.h): the task runs its model on d's device mirror of p.
+ * Device-resident (the default, ag_device_resident): the master parameters and the AdamW
+ * moments live on the device (uploaded once at the start or resume); per step the heads'
+ * host gradients are added into the device gradient, which is summed across ranks (NCCL
+ * overlapped with the backward through ag_engine_grad_hook when the build has it and
+ * np > 1; else download, host allreduce, upload), then unscaled (fp16), clipped and
+ * stepped on the device with the host's schedule, and the heads' parameters are downloaded
+ * into p. p->data and the moments are brought down only for evaluation, checksums,
+ * checkpoints and the final model. Host-staged (ARGENT_DEVICE_OPTIM=host): the engine
+ * uploads p's data to the mirror after every change (start, resume, each optimiser step),
+ * zeroes the device gradient before each step and adds it into p->grad after the task's
+ * step (ag_device_end_step); the reduction, clipping and AdamW stay on the host, on p, as on
+ * the CPU, and the backward hook starts nothing. In both, with fp16 loss scaling a step
+ * whose reduced gradient holds an inf/NaN is skipped (no AdamW update) and the scale backs
+ * off. d NULL or on the CPU: the plain CPU loop. Call before ag_engine_run. */
 struct ag_device;
 void ag_engine_set_device(ag_engine *e, struct ag_device *d);
 

@@ -641,6 +641,9 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     t->max_len = t->enc.max_len;
     /* On the GPU the encoder (training and evaluation) runs on the device copy. */
     if (ag_device_mirror(&t->dv, &t->p)) return -1;
+    /* SoftmaxLoss's classifier is host code: its gradient is accumulated on the host. */
+    if (t->loss == L_SOFTMAX && (ag_device_host_grad(&t->dv, t->smx.w) || ag_device_host_grad(&t->dv, t->smx.b)))
+        return -1;
     t->m.ops = t->dv.ops;
     t->enc.p = ag_device_params(&t->dv, &t->p);
     if (t->loss == L_MSE) {

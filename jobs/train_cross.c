@@ -476,6 +476,8 @@ int ag_cmd_train_cross(int argc, char **argv) {
     if (!failed && t->dv.gpu) {
         t->x.m.ops = t->dv.ops;
         t->x.run_p = &t->dv.dev;
+        /* The classifier's gradient is accumulated here on the host (device-resident training). */
+        failed = ag_device_host_grad(&t->dv, t->x.head.w) || ag_device_host_grad(&t->dv, t->x.head.b);
     }
     if (agree_fail(failed, prog)) goto done;
     ag_device_say(&t->dv, "train-cross");

@@ -6,9 +6,13 @@
 #   device_emu_train    `argent_emu` (the same jobs sources linked against the CUDA backend
 #                       compiled for the CPU emulator, tests/gpu/emu): train-bi, train-cross
 #                       and tsdae with --device cuda for 20 fp32 steps on a tiny model equal
-#                       the CPU runs (losses and final parameters within 1e-4 relative)
-#   device_emu_np2      train-bi --device cuda at np 2 (host-staged allreduce: the emulator
-#                       build has no NCCL) equals the CPU at np 1
+#                       the CPU runs (losses and final parameters within 1e-4 relative),
+#                       with the optimiser on the device (the default); a train-bi stopped
+#                       at step 10 and resumed on the device equals the uninterrupted one;
+#                       train-bi with SoftmaxLoss (a host classifier) 10 steps
+#   device_emu_np2      train-bi --device cuda at np 2 (the device gradient reduced through
+#                       the host allreduce: the emulator build has no NCCL) equals the CPU at
+#                       np 1, with the device optimiser and with ARGENT_DEVICE_OPTIM=host
 #   device_emu_infer    label and encode --device cuda: hard labels identical, scores and
 #                       embeddings within 1e-5 of the CPU's
 # Drivers: tests/jobs/test_device.sh MODE (outputs compared by tests/jobs/h5_compare.py);
@@ -39,5 +43,5 @@ set_tests_properties(${DEVICE_TESTS} PROPERTIES TIMEOUT 900 SKIP_RETURN_CODE 77 
 # As for the other jobs tests: Open MPI's own leaks suppressed, no stray faults, one thread.
 set_property(TEST ${DEVICE_TESTS} APPEND PROPERTY ENVIRONMENT
              "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
-             "ASAN_OPTIONS=fast_unwind_on_malloc=0" "ARGENT_FAULT=" "OMP_NUM_THREADS=1"
+             "ASAN_OPTIONS=fast_unwind_on_malloc=0" "ARGENT_FAULT=" "ARGENT_DEVICE_OPTIM=" "OMP_NUM_THREADS=1"
              "OMPI_MCA_mpi_yield_when_idle=1")

@@ -10,10 +10,17 @@
 #              --device cpu, 20 fp32 steps of a tiny model, same seed: train-bi (MNRL with
 #              global negatives, evaluation on the device), train-cross (its classifier is
 #              host code in the same table), tsdae (the last checkpoint, AdamW moments
-#              included): step losses and the tensors within 1e-4 relative;
+#              included): step losses and the tensors within 1e-4 relative; train-bi with
+#              SoftmaxLoss (host classifier), 10 steps, its checkpoint within 1e-4;
+#              all with the optimiser on the device (the default); resume on the device:
+#              train-bi stopped at step 10 (--stop-after, exit 85) and run again equals the
+#              uninterrupted device run within 1e-5 (losses, model.h5).
 #              Also bf16 / fp16 (a 4-step smoke test, losses within 5e-2 of fp32).
-#   emu_np2    train-bi --device cuda at np 2 through EMU (host-staged allreduce: the
-#              emulator build has no NCCL) against the CPU at np 1, within 1e-4;
+#   emu_np2    train-bi --device cuda at np 2 through EMU (the emulator build has no NCCL:
+#              the device gradient goes through the host allreduce) against the CPU at np 1,
+#              within 1e-4, with the optimiser on the device (the default) and again with
+#              ARGENT_DEVICE_OPTIM=host (the host-staged fallback); a bad ARGENT_DEVICE_OPTIM
+#              is refused naming the variable;
 #   emu_infer  label and encode --device cuda through EMU against the CPU: hard labels
 #              identical, scores and embeddings within 1e-5.
 # Usage: test_device.sh MODE ARGENT EMU MAKE_TINY_CROSS MPIEXEC WORK SOURCE_DIR
@@ -25,7 +32,7 @@ TRAIN="$SRC/tests/train"
 VOCAB="$TRAIN/vocab.txt"
 MODEL_ARGS=(--fresh hidden=32,layers=2,heads=2,inter=64,maxpos=32 --vocab "$VOCAB" --max-length 16)
 export OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1 SOURCE_DATE_EPOCH=1700000000
-unset ARGENT_FAULT
+unset ARGENT_FAULT ARGENT_DEVICE_OPTIM
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
@@ -141,7 +148,7 @@ nogpu)
     finish
     ;;
 emu_train)
-    prepare pairs sts tiny
+    prepare pairs sts tiny cls
     bi "$ARGENT" 1 "$W/bi-cpu" --data "$W/pairs.h5" --loss mnrl --eval "$W/sts.h5" --device cpu ||
         { cat "$W/bi-cpu.log"; bad "train-bi on the CPU"; }
     bi "$EMU" 1 "$W/bi-gpu" --data "$W/pairs.h5" --loss mnrl --eval "$W/sts.h5" --device cuda ||
@@ -158,6 +165,26 @@ emu_train)
     g2=$(grep '"eval"' "$W/bi-gpu/metrics.jsonl" | tail -n 1 | sed -n 's/.*"spearman_cosine":\([-0-9.eE+]*\).*/\1/p')
     [ -n "$g1" ] && awk -v a="$g1" -v b="$g2" 'BEGIN { d = a - b; exit !(d < 1e-4 && d > -1e-4) }' &&
         ok "train-bi evaluation on the device: spearman_cosine $g2 (CPU $g1)" || bad "evaluation: '$g1' vs '$g2'"
+    # Resume on the device: the checkpoint at step 10 holds the device's parameters and AdamW
+    # moments (downloaded for it), the second run uploads them again: the uninterrupted run's
+    # numbers within 1e-5 (evaluation does not change the training, so it is left out here).
+    bi "$EMU" 1 "$W/bi-res" --data "$W/pairs.h5" --loss mnrl --device cuda --stop-after 10
+    rc=$?
+    [ $rc = 85 ] && [ -s "$W/bi-res/checkpoints/ckpt-000010.h5" ] && ok "train-bi --device cuda --stop-after 10: exit 85, checkpoint" ||
+        { cat "$W/bi-res.log"; bad "train-bi --device cuda --stop-after 10: exit $rc"; }
+    bi "$EMU" 1 "$W/bi-res" --data "$W/pairs.h5" --loss mnrl --device cuda --stop-after 10 ||
+        { cat "$W/bi-res.log"; bad "train-bi --device cuda resumed"; }
+    grep -q "resumed from .*ckpt-000010.h5" "$W/bi-res.log" && ok "train-bi --device cuda resumed from step 10" ||
+        { cat "$W/bi-res.log"; bad "the second run did not resume from step 10"; }
+    compare losses "$W/bi-gpu" "$W/bi-res" 1e-5 "train-bi on the device, stopped and resumed: losses == uninterrupted within 1e-5"
+    compare h5 "$W/bi-gpu/model.h5" "$W/bi-res/model.h5" 1e-5 "train-bi on the device, stopped and resumed: model within 1e-5"
+    # SoftmaxLoss: its classifier is host code in the same table (a declared head), 10 steps.
+    STEPS=10 bi "$ARGENT" 1 "$W/smx-cpu" --data "$W/cls.h5" --loss softmax --device cpu ||
+        { cat "$W/smx-cpu.log"; bad "train-bi --loss softmax on the CPU"; }
+    STEPS=10 bi "$EMU" 1 "$W/smx-cuda" --data "$W/cls.h5" --loss softmax --device cuda ||
+        { cat "$W/smx-cuda.log"; bad "train-bi --loss softmax --device cuda (emulator)"; }
+    compare h5 "$W/smx-cpu/checkpoints/ckpt-000010.h5" "$W/smx-cuda/checkpoints/ckpt-000010.h5" 1e-4 \
+        "train-bi softmax: checkpoint (classifier and AdamW moments included) within 1e-4" --skip attention.self.key.bias
     xc() {  # PROG DIR DEVICE
         mpi 1 "$1" train-cross --model "$W/tiny/bi.h5" --train "$W/tiny/train.h5" --out "$2" --lr 1e-3 --batch "$BATCH" \
             --steps 20 --max-length 16 --seed 3 --ckpt-every 0 --device "$3" > "$2.log" 2>&1
@@ -211,6 +238,21 @@ emu_np2)
     compare losses "$W/cpu-np1" "$W/gpu-np2" 1e-4 "train-bi --device cuda at np 2 == CPU at np 1: losses within 1e-4"
     compare h5 "$W/cpu-np1/model.h5" "$W/gpu-np2/model.h5" 1e-4 "train-bi --device cuda at np 2 == CPU at np 1: parameters" \
         --skip attention.self.key.bias  # rounding noise amplified by AdamW, see emu_train
+    grep -q "training: AdamW on the device" "$W/gpu-np2.log" && grep -q "gradient reduction: host allreduce" "$W/gpu-np2.log" &&
+        ok "np 2, the default: AdamW on the device, the device gradient reduced through the host" ||
+        { cat "$W/gpu-np2.log"; bad "np 2: the default did not say AdamW on the device / host allreduce"; }
+    # The host-staged fallback (host AdamW, parameters uploaded each step) gives the same.
+    ARGENT_DEVICE_OPTIM=host bi "$EMU" 2 "$W/gpu-np2-host" --data "$W/pairs.h5" --loss mnrl --device cuda ||
+        { cat "$W/gpu-np2-host.log"; bad "cuda np 2, ARGENT_DEVICE_OPTIM=host"; }
+    grep -q "training: AdamW on the host (ARGENT_DEVICE_OPTIM=host)" "$W/gpu-np2-host.log" &&
+        ok "ARGENT_DEVICE_OPTIM=host: AdamW on the host" || { cat "$W/gpu-np2-host.log"; bad "ARGENT_DEVICE_OPTIM=host not taken"; }
+    compare losses "$W/cpu-np1" "$W/gpu-np2-host" 1e-4 "ARGENT_DEVICE_OPTIM=host at np 2 == CPU at np 1: losses within 1e-4"
+    compare h5 "$W/cpu-np1/model.h5" "$W/gpu-np2-host/model.h5" 1e-4 "ARGENT_DEVICE_OPTIM=host at np 2 == CPU at np 1: parameters" \
+        --skip attention.self.key.bias
+    STEPS=1 ARGENT_DEVICE_OPTIM=gpu bi "$EMU" 1 "$W/badopt" --data "$W/pairs.h5" --device cuda
+    rc=$?
+    [ $rc -ne 0 ] && grep -q "ARGENT_DEVICE_OPTIM='gpu': expected device (the default) or host" "$W/badopt.log" &&
+        ok "ARGENT_DEVICE_OPTIM=gpu refused (exit $rc)" || { cat "$W/badopt.log"; bad "ARGENT_DEVICE_OPTIM=gpu: exit $rc"; }
     finish
     ;;
 emu_infer)
