@@ -11,7 +11,7 @@ clang -fsanitize=fuzzer "$out/probe-$target.c" -o "$out/probe-$target" 2>/dev/nu
   || { echo "SKIPPED: clang has no libFuzzer runtime (apt-get install libclang-rt-14-dev)"; exit 77; }
 flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$src")
 case $target in
-  safetensors) srcs=("$src/tests/fuzz/fuzz_safetensors.c" "$src/io/safetensors.c" "$src/nn/error.c"); libs=(-ljansson) ;;
+  safetensors) srcs=("$src/tests/fuzz/fuzz_safetensors.c" "$src/io/safetensors.c" "$src/nn/error.c" "$src/nn/amp.c"); libs=(-ljansson) ;;
   csv) srcs=("$src/tests/fuzz/fuzz_csv.c" "$src/io/readers.c" "$src/nn/error.c");
        libs=($(pkg-config --libs jansson libutf8proc) -lm) ;;
   *) echo "unknown target $target"; exit 2 ;;
