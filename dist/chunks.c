@@ -478,10 +478,14 @@ static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t
     hid_t dcpl = data_dcpl(N, cols, cfg->deflate, &chunk_rows);
     hid_t d = rc ? -1 : H5Dcreate2(f, dset_name(cfg), H5T_IEEE_F32LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (!rc && d < 0) rc = ag_err("%s: cannot create dataset '%s' [%lld, %d]", tmp, dset_name(cfg), (long long)N, cols);
-    /* Stage whole HDF5 chunks in memory so each compressed chunk is written exactly once. */
-    float *stage = rc ? NULL : malloc((size_t)chunk_rows * (size_t)cols * sizeof *stage);
+    /* Stage whole HDF5 chunks in memory so each compressed chunk is written exactly once. With
+     * cfg->order the parts hold rows in that order: the whole output is assembled in memory
+     * (row order[p] from position p) and written block by block at the end. */
+    const int64_t *order = cfg->order;
+    float *stage = rc ? NULL : malloc((order ? (size_t)N : (size_t)chunk_rows) * (size_t)cols * sizeof *stage);
     float *part = rc ? NULL : malloc((size_t)cfg->chunk_size * (size_t)cols * sizeof *part);
-    if (!rc && (!stage || !part)) rc = ag_err("ag_chunks_merge: out of memory");
+    if (!rc && (!stage || !part)) rc = ag_err("ag_chunks_merge: out of memory for %lld x %d rows",
+                                              (long long)(order ? N : chunk_rows), cols);
     int64_t staged = 0, stage_row0 = 0;
     for (int64_t c = 0; c < nc && !rc; c++) {
         char path[PATH_LEN];
@@ -495,6 +499,11 @@ static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t
             rc = ag_err("%s: reading dataset '%s' failed", path, dset_name(cfg));
         H5Dclose(pd);
         H5Fclose(pf);
+        if (order) {
+            for (int64_t r = 0; !rc && r < m.rows; r++)
+                memcpy(stage + (size_t)order[m.begin + r] * (size_t)cols, part + r * cols, (size_t)cols * sizeof *part);
+            continue;
+        }
         for (int64_t r = 0; !rc && r < m.rows;) {
             int64_t take = chunk_rows - staged < m.rows - r ? chunk_rows - staged : m.rows - r;
             memcpy(stage + staged * cols, part + r * cols, (size_t)(take * cols) * sizeof *part);
@@ -511,6 +520,15 @@ static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t
                 staged = 0;
             }
         }
+    }
+    for (int64_t r0 = 0; order && !rc && r0 < N; r0 += chunk_rows) {
+        int64_t take = N - r0 < chunk_rows ? N - r0 : chunk_rows;
+        hsize_t start[2] = { (hsize_t)r0, 0 }, count[2] = { (hsize_t)take, (hsize_t)cols };
+        hid_t msp = H5Screate_simple(2, count, NULL);
+        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, stage + (size_t)r0 * (size_t)cols) < 0)
+            rc = ag_err("%s: writing rows %lld.. failed (disk full?)", tmp, (long long)r0);
+        H5Sclose(msp);
     }
     free(stage);
     free(part);
@@ -597,6 +615,8 @@ int ag_chunks_merge(const ag_chunks_config *cfg, const char *out_path, int kind,
         return ag_err("ag_chunks_merge: kind must be AG_MERGE_REAL or AG_MERGE_VIRTUAL");
     if (kind == (AG_MERGE_REAL | AG_MERGE_VIRTUAL))
         return ag_err("ag_chunks_merge: one kind per output file (call twice for both)");
+    if (kind == AG_MERGE_VIRTUAL && cfg->order)
+        return ag_err("ag_chunks_merge: a virtual dataset cannot present parts in a permuted order (merge a real file)");
     int64_t nc = ag_chunks_count(cfg->n_items, cfg->chunk_size);
     h5_quiet q;
     h5_quiet_on(&q);

@@ -46,6 +46,11 @@ typedef struct {
     int deflate;            /* gzip level 0..9 of the part and merged datasets (0: none) */
     ag_chunk_fn process;
     void *ctx;
+    /* Optional: a permutation of [0, N) (the caller's processing order, e.g. by cost). The
+     * engine still hands out position ranges [c*K, ...); the callback maps them through it,
+     * and AG_MERGE_REAL writes the row of position p as output row order[p] (assembling the
+     * whole [N, cols] output in memory). AG_MERGE_VIRTUAL refuses an order. */
+    const int64_t *order;
 } ag_chunks_config;
 
 typedef struct {

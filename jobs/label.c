@@ -1,10 +1,14 @@
 /* `argent label`: silver labels for a pair dataset from a cross-encoder checkpoint, across
  * ranks through the chunked work engine (dist/chunks.h).
  *
- * The pairs are cut into chunks of --chunk-size; a chunk is predicted in length-sorted
- * batches (original order restored) and written as one part file in the work directory,
- * so a killed or preempted run, rerun at any rank count, computes only the missing chunks,
- * and every chunk's numbers depend on the chunk alone. At the end rank 0 merges the parts:
+ * The pairs are put in one global order, longest first (tokens after truncation, ties by
+ * index: it depends on the data and --max-length alone), so that every batch pads little
+ * and the dynamic hand-out of chunks gives the longest work first. That order is cut into
+ * chunks of --chunk-size (by default about N/32, 64..2048: enough chunks to balance the
+ * ranks, independent of the rank count); a chunk is predicted in batches and written as one
+ * part file in the work directory, so a killed or preempted run, rerun at any rank count,
+ * computes only the missing chunks, and every chunk's numbers depend on the chunk alone.
+ * At the end rank 0 merges the parts back into the pairs' order:
  *   OUT.scores.h5   dataset "scores" [P, 2L+1]: L logits, L probabilities (sigmoid for one
  *                   label, softmax for more), then the label written to OUT; attributes
  *                   name the columns and carry the provenance
@@ -52,8 +56,9 @@ static const ag_cli_opt label_opts[] = {
     {"data", "PAIRS.h5", "pair dataset to label (argent prepare, tokenised with the model's vocab)", NULL, 1},
     {"out", "SILVER.h5", "labelled pair dataset (source silver); scores go to SILVER.scores.h5", NULL, 1},
     {"work", "DIR", "part files, one per chunk (default: SILVER.h5.parts); a rerun resumes there", NULL, 0},
-    {"chunk-size", "N", "pairs per chunk: the unit of work, output and resume", "2048", 0},
-    {"batch", "N", "pairs per forward pass (sorted by length within a chunk)", "64", 0},
+    {"chunk-size", "N", "pairs per chunk: the unit of work, output and resume (default: about N/32, "
+                        "within 64..2048)", NULL, 0},
+    {"batch", "N", "pairs per forward pass (the pairs are sorted by length, longest first)", "64", 0},
     {"max-length", "N", "tokens per pair, longest_first truncation (default: the model's max_seq_length)", NULL, 0},
     {"label", "RULE", "argmax (class = highest logit), threshold (1 when the positive probability >= "
                       "--threshold) or prob (that probability as a score); default argmax for >= 2 labels, "
@@ -77,11 +82,12 @@ typedef struct {
     const ag_dataset *ds;
     const label_cfg *c;
     int L;
+    const int64_t *order;   /* position -> pair index, longest pair first */
 } label_ctx;
 
 /* ---- per chunk ----------------------------------------------------------------------- */
 
-/* Chunk [begin, end): [n, 2L+1] rows of logits, probabilities, label. */
+/* Chunk [begin, end) of the length order: [n, 2L+1] rows of logits, probabilities, label. */
 static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, float **out, int *out_cols) {
     (void)chunk;
     label_ctx *lc = vctx;
@@ -99,7 +105,7 @@ static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, fl
         free(prob);
         return ag_err("out of memory for a chunk of %lld pairs", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++) pairs[i] = begin + i;
+    for (int64_t i = 0; i < n; i++) pairs[i] = lc->order[begin + i];
     int rc = ag_cross_predict(lc->x, lc->ds, pairs, n, (int)lc->c->batch, logits);
     for (int64_t i = 0; !rc && i < n; i++) {
         const float *lg = logits + (size_t)i * L;
@@ -120,7 +126,7 @@ static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, fl
         } else {
             lab = p_pos;
         }
-        if (!isfinite(lg[0])) rc = ag_err("pair %lld: the model's output is not finite", (long long)(begin + i));
+        if (!isfinite(lg[0])) rc = ag_err("pair %lld: the model's output is not finite", (long long)pairs[i]);
         row[2 * L] = lab;
     }
     free(pairs);
@@ -136,6 +142,42 @@ static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, fl
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
+
+typedef struct { int len; int64_t pair; } len_pair;
+
+static int longest_first(const void *a, const void *b) {
+    const len_pair *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->pair < y->pair ? -1 : x->pair > y->pair;
+}
+
+/* The processing order: pair indices by truncated length, longest first, ties by index. */
+static int64_t *length_order(const ag_cross *x, const ag_dataset *ds) {
+    int64_t n = ds->n_pairs;
+    len_pair *lp = malloc((size_t)n * sizeof *lp);
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    if (!lp || !order) {
+        free(lp);
+        free(order);
+        ag_err("out of memory for the order of %lld pairs", (long long)n);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        lp[i].len = ag_cross_pair_len(x, ds, i);
+        lp[i].pair = i;
+    }
+    qsort(lp, (size_t)n, sizeof *lp, longest_first);
+    for (int64_t i = 0; i < n; i++) order[i] = lp[i].pair;
+    free(lp);
+    return order;
+}
+
+/* Default chunk size: about N/32 chunks' worth, at least 64 pairs (a batch) and at most 2048;
+ * it depends on N alone, so a rerun at another rank count finds the same chunks. */
+static long default_chunk_size(int64_t n) {
+    int64_t k = (n + 31) / 32;
+    return k < 64 ? 64 : k > 2048 ? 2048 : (long)k;
+}
 
 /* Any rank failed? Every rank calls it at the same place; the lowest failing rank prints
  * its message (all ranks usually fail alike on a bad input: one message, not np). */
@@ -322,7 +364,8 @@ static int parse_opts(ag_cli *cli, label_cfg *c) {
         ag_cli_double(cli, "threshold", &c->threshold))
         return -1;
     if (ag_cli_given(cli, "label") && ag_cli_choice(cli, "label", rule_names, &c->rule)) return -1;
-    if (c->chunk_size < 1) return ag_err("--chunk-size: expected a positive number of pairs, got %ld", c->chunk_size);
+    if (ag_cli_given(cli, "chunk-size") && c->chunk_size < 1)
+        return ag_err("--chunk-size: expected a positive number of pairs, got %ld", c->chunk_size);
     if (c->batch < 1 || c->batch > 1 << 20) return ag_err("--batch: expected 1..%d pairs, got %ld", 1 << 20, c->batch);
     if (ag_cli_given(cli, "max-length") && c->max_len < 3)
         return ag_err("--max-length: a pair needs at least 3 tokens, got %ld", c->max_len);
@@ -407,6 +450,11 @@ int ag_cmd_label(int argc, char **argv) {
         x.m.ops = dv.ops;
         x.run_p = &dv.dev;
     }
+    int64_t *order = NULL;
+    if (!failed) {
+        if (c.chunk_size < 1) c.chunk_size = default_chunk_size(ds.n_pairs);
+        if (!(order = length_order(&x, &ds))) failed = 1;
+    }
     if (agree_fail(failed, comm, rank, prog)) goto done;
     ag_device_say(&dv, "label");
 
@@ -423,7 +471,8 @@ int ag_cmd_label(int argc, char **argv) {
     MPI_Bcast(model_sha, 65, MPI_CHAR, 0, comm);
     MPI_Bcast(data_sha, 65, MPI_CHAR, 0, comm);
     snprintf(settings, sizeof settings,
-             "num_labels=%d max_length=%d batch=%ld chunk_size=%ld label=%s threshold=%g positive=%ld", L, x.max_len,
+             "num_labels=%d max_length=%d batch=%ld chunk_size=%ld order=longest_first label=%s threshold=%g positive=%ld",
+             L, x.max_len,
              c.batch, c.chunk_size, rule_names[c.rule], c.threshold, L >= 2 ? c.positive : 0L);
     snprintf(ident, sizeof ident,
              "{\"model_sha256\": \"%s\", \"data_sha256\": \"%s\", \"n_pairs\": %lld, \"settings\": \"%s\"}\n",
@@ -433,7 +482,7 @@ int ag_cmd_label(int argc, char **argv) {
     failed = rank == 0 ? prepare_work(c.work, ident) != 0 : 0;
     if (agree_fail(failed, comm, rank, prog)) goto done;
 
-    label_ctx lc = {&x, &ds, &c, L};
+    label_ctx lc = {&x, &ds, &c, L, order};
     ag_chunks_config cc;
     ag_chunks_config_default(&cc);
     cc.dir = c.work;
@@ -442,6 +491,7 @@ int ag_cmd_label(int argc, char **argv) {
     cc.chunk_size = c.chunk_size;
     cc.process = label_chunk;
     cc.ctx = &lc;
+    cc.order = order;
     ag_chunks_stats st;
     /* CPU time of the labeling too: on a shared machine it says what the work cost when the
      * wall time says mostly how busy the machine was. */
@@ -486,6 +536,7 @@ int ag_cmd_label(int argc, char **argv) {
     }
     exit_code = AG_EXIT_OK;
 done:
+    free(order);
     if (have_model) ag_cross_free(&x);
     ag_device_close(&dv);
     ag_dataset_free(&ds);

@@ -12,6 +12,7 @@ folder), nothing is committed:
      the reference (max |diff| <= 1e-4, cosine >= 0.99999; scores within 1e-4)
   4. `argent export` -> OUT/export_st, OUT/export_ce; SentenceTransformer(OUT/export_st) and
      CrossEncoder(OUT/export_ce) load offline and reproduce the reference and argent's numbers
+  4b. `argent label` (np 2, several chunks) scores the same pairs as CrossEncoder.predict, in order
   5. exporting a bi-encoder as a cross-encoder fails with a clear message
 
 Usage: minilm_parity.py --argent BIN --exe MINILM_PARITY --shared SHARED_DIR --out OUT
@@ -157,6 +158,28 @@ def main():
     ours_ce = np.fromfile(os.path.join(out, "argent_ce.f32"), dtype=np.float32)
     report("exported cross-encoder in CrossEncoder == original folder", s2[:, None], ce_scores[:, None], 1e-6, cos=False)
     report("exported cross-encoder in CrossEncoder vs argent's scores", s2[:, None], ours_ce[:, None], 1e-4, cos=False)
+
+    # 4b. `argent label` at np 2 over the same pairs: it labels in a global longest-first order
+    # cut into several chunks (--chunk-size 64), then restores the pairs' order; every row of
+    # its scores must be CrossEncoder.predict's score of the same pair.
+    vocab = os.path.join(model_dir, "vocab.txt")
+    run([a.argent, "prepare", "--input", os.path.join(out, "pairs.tsv"), "--format", "tsv", "--header", "no",
+         "--a", "0", "--b", "1", "--vocab", vocab, "--out", os.path.join(out, "pairs.h5"), "--quiet"])
+    lab_out = os.path.join(out, "label")
+    shutil.rmtree(lab_out, ignore_errors=True)
+    os.makedirs(lab_out)
+    run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", a.argent, "label", "--model",
+         os.path.join(out, "ce.h5"), "--data", os.path.join(out, "pairs.h5"), "--out",
+         os.path.join(lab_out, "silver.h5"), "--label", "prob", "--chunk-size", "64", "--batch", "16", "--quiet"])
+    import h5py
+    with h5py.File(os.path.join(lab_out, "silver.scores.h5"), "r") as f:
+        lab = np.asarray(f["scores"], dtype=np.float32)
+    ok = lab.shape == (len(pairs), 3)
+    fails += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} argent label scores: shape {lab.shape}, expected ({len(pairs)}, 3)")
+    if ok:
+        report("argent label (np 2, 5 chunks, longest first) vs CrossEncoder.predict, in the pairs' order",
+               lab[:, 1:2], ce_scores[:, None], 1e-4, cos=False)
 
     # 5. Wrong format: clear error, exit 1, nothing half-written under the name.
     r = run([a.argent, "export", os.path.join(out, "minilm.h5"), os.path.join(out, "bad_ce"), "--format",
