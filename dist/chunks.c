@@ -58,6 +58,9 @@ static int check_config(const ag_chunks_config *cfg, const char *who) {
     if (cfg->deflate < 0 || cfg->deflate > 9)
         return ag_err("%s: deflate level %d outside 0..9", who, cfg->deflate);
     if (strlen(cfg->dir) > PATH_LEN - 64) return ag_err("%s: directory path too long", who);
+    if (cfg->share_count < 0 || (cfg->share_count > 0 && (cfg->share_index < 0 || cfg->share_index >= cfg->share_count)))
+        return ag_err("%s: share %lld of %lld: expected 0 <= index < count", who, (long long)cfg->share_index,
+                      (long long)cfg->share_count);
     return 0;
 }
 
@@ -372,9 +375,10 @@ int ag_chunks_run(const ag_chunks_config *cfg, MPI_Comm comm, ag_chunks_stats *s
     /* The to-do list is the same on every rank; the counter indexes it. */
     int64_t ntodo = 0;
     int64_t *todo = malloc((size_t)(nc - hdr[1] + 1) * sizeof *todo);
-    if (todo)
-        for (int64_t c = 0; c < nc; c++)
-            if (!done[c]) todo[ntodo++] = c;
+    for (int64_t c = 0; todo && c < nc; c++) {
+        if (cfg->share_count > 0 && c % cfg->share_count != cfg->share_index) continue;
+        if (!done[c]) todo[ntodo++] = c;
+    }
     free(done);
 
     MPI_Win win;
@@ -431,6 +435,7 @@ int ag_chunks_run(const ag_chunks_config *cfg, MPI_Comm comm, ag_chunks_stats *s
     }
     st->stopped = (int)any[1];
     st->complete = st->done_before + st->processed_all == nc;
+    st->share_complete = st->processed_all == ntodo;
     return 0;
 }
 

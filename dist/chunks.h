@@ -51,6 +51,10 @@ typedef struct {
      * and AG_MERGE_REAL writes the row of position p as output row order[p] (assembling the
      * whole [N, cols] output in memory). AG_MERGE_VIRTUAL refuses an order. */
     const int64_t *order;
+    /* Optional: a share of the chunks for one of several independent jobs (a Slurm job
+     * array's tasks): with share_count > 0 ag_chunks_run processes only the missing chunks c
+     * with c % share_count == share_index. Jobs sharing a directory write disjoint parts. */
+    int64_t share_count, share_index;
 } ag_chunks_config;
 
 typedef struct {
@@ -60,6 +64,7 @@ typedef struct {
     int64_t processed_all;  /* chunks all ranks processed in this run */
     int64_t items;          /* items this rank processed */
     int complete;           /* every chunk now has its part */
+    int share_complete;     /* every chunk of this run's share (all chunks without one) has its part */
     int stopped;            /* a stop signal ended the run early (on any rank) */
     double seconds;         /* wall time of ag_chunks_run on this rank */
 } ag_chunks_stats;

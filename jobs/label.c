@@ -19,6 +19,10 @@
  * file depends on the rank count or on interruptions: they are byte-identical to those of
  * an uninterrupted single-rank run.
  *
+ * Job arrays: with --array-task I --array-count N a run labels only the chunks c with
+ * c % N == I and does not merge; the tasks may run at once on the same work directory, and a
+ * later run without these options finds every chunk done and merges (slurm/submit adds it).
+ *
  * A work directory remembers which run it belongs to (label.json: model and input sha256,
  * settings); parts of another run are refused rather than mixed. Every input is checked
  * before anything is written, so a bad input leaves existing outputs as they were. */
@@ -65,6 +69,9 @@ static const ag_cli_opt label_opts[] = {
                       "prob for 1", NULL, 0},
     {"threshold", "X", "threshold of --label threshold", "0.5", 0},
     {"positive", "K", "the positive class of threshold/prob for a model with >= 2 labels", "1", 0},
+    {"array-task", "I", "one task of a job array: label only the chunks c with c % --array-count == I, and do "
+                        "not merge (a later run without these options merges)", NULL, 0},
+    {"array-count", "N", "the number of tasks of the job array (with --array-task)", NULL, 0},
     {"quiet", NULL, "no summary on stdout", NULL, 0},
     AG_DEVICE_CLI_OPTS,
     {0}};
@@ -72,7 +79,7 @@ static const ag_cli_opt label_opts[] = {
 typedef struct {
     const char *model_arg, *data, *out;
     char work[PATH_CAP], scores[PATH_CAP], model_file[PATH_CAP], data_real[PATH_CAP];
-    long chunk_size, batch, max_len, positive;
+    long chunk_size, batch, max_len, positive, array_task, array_count;
     double threshold;
     int rule, quiet;
 } label_cfg;
@@ -221,10 +228,11 @@ static int check_out_dir(const char *path, const char *opt) {
     return 0;
 }
 
-/* Write text to path atomically (temporary name, fsync, rename). */
+/* Write text to path atomically (temporary name, fsync, rename). The temporary name is the
+ * process's own: the tasks of a job array may write the same file at the same moment. */
 static int write_text_atomic(const char *path, const char *text) {
     char tmp[PATH_CAP + 64];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return ag_err("%s: cannot create: %s", tmp, strerror(errno));
     int bad = fputs(text, f) < 0;
@@ -364,6 +372,11 @@ static int parse_opts(ag_cli *cli, label_cfg *c) {
         ag_cli_double(cli, "threshold", &c->threshold))
         return -1;
     if (ag_cli_given(cli, "label") && ag_cli_choice(cli, "label", rule_names, &c->rule)) return -1;
+    if (ag_cli_long(cli, "array-task", &c->array_task) || ag_cli_long(cli, "array-count", &c->array_count)) return -1;
+    if (ag_cli_given(cli, "array-task") != ag_cli_given(cli, "array-count"))
+        return ag_err("--array-task and --array-count go together (this task's index and the number of tasks)");
+    if (ag_cli_given(cli, "array-count") && (c->array_count < 1 || c->array_task < 0 || c->array_task >= c->array_count))
+        return ag_err("--array-task %ld --array-count %ld: expected 0 <= task < count", c->array_task, c->array_count);
     if (ag_cli_given(cli, "chunk-size") && c->chunk_size < 1)
         return ag_err("--chunk-size: expected a positive number of pairs, got %ld", c->chunk_size);
     if (c->batch < 1 || c->batch > 1 << 20) return ag_err("--batch: expected 1..%d pairs, got %ld", 1 << 20, c->batch);
@@ -492,6 +505,8 @@ int ag_cmd_label(int argc, char **argv) {
     cc.process = label_chunk;
     cc.ctx = &lc;
     cc.order = order;
+    cc.share_count = c.array_count;
+    cc.share_index = c.array_task;
     ag_chunks_stats st;
     /* CPU time of the labeling too: on a shared machine it says what the work cost when the
      * wall time says mostly how busy the machine was. */
@@ -515,6 +530,23 @@ int ag_cmd_label(int argc, char **argv) {
                     "finish (exit %d)\n", prog, (long long)(st.done_before + st.processed_all),
                     (long long)st.n_chunks, AG_EXIT_REQUEUE);
         exit_code = AG_EXIT_REQUEUE;
+        goto done;
+    }
+    if (c.array_count > 0) {
+        /* A job array's task: its share is done; the merge is a later plain run's. */
+        if (!st.share_complete) {
+            if (rank == 0) fprintf(stderr, "%s: array task %ld: its chunks are not all done; run it again\n", prog,
+                                   c.array_task);
+            goto done;
+        }
+        if (rank == 0 && !c.quiet) {
+            printf("array task %ld of %ld: %lld chunk%s computed now (%lld of %lld chunks done in all); run label "
+                   "without --array-task to merge\n", c.array_task, c.array_count, (long long)st.processed_all,
+                   st.processed_all == 1 ? "" : "s", (long long)(st.done_before + st.processed_all),
+                   (long long)st.n_chunks);
+            fflush(stdout);
+        }
+        exit_code = AG_EXIT_OK;
         goto done;
     }
     if (!st.complete) {

@@ -7,7 +7,10 @@
 #      np 2 finishes the missing chunks only: byte-identical to the uninterrupted run;
 #   3. a kill after a part file is written under its temporary name but before the rename,
 #      rerun at np 1: byte-identical again;
-#   4. one-label model: prob (scores) and threshold (classes) rules.
+#   4. one-label model: prob (scores) and threshold (classes) rules;
+#   5. a job array: three tasks (--array-task i --array-count 3) at once on one work
+#      directory each label their share and do not merge; a plain run then merges without
+#      computing anything: byte-identical to the uninterrupted run. Bad array options fail.
 # Usage: test_label.sh ARGENT MPIEXEC CHECK_SILVER TINY_DIR WORK_DIR
 set -u
 ARGENT=$1 MPIEXEC=$2 CHECK=$3 TINY=$4 W=$5
@@ -82,6 +85,35 @@ mpi 2 "$ARGENT" label --model "$TINY/cross.h5" --data "$TINY/pool.h5" --out "$W/
     --label threshold --threshold 0.3 --positive 1 --quiet || bad "two-label threshold exited $?"
 "$CHECK" "$TINY/pool.h5" "$W/one/thr2.h5" "$W/one/thr2.scores.h5" "$TINY/cross.h5" threshold 0.3 > "$W/check4.log" &&
     ok "two labels, --label threshold 0.3 on softmax[1]" || { cat "$W/check4.log"; bad "check_silver threshold (2 labels)"; }
+
+# ---- 5. a job array of three tasks, then the merge ----
+mkdir -p "$W/array"
+pids=()
+for i in 0 1 2; do
+    label $((i == 1 ? 2 : 1)) "$W/array/silver.h5" --array-task $i --array-count 3 > "$W/array/task$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 0 1 2; do
+    wait "${pids[$i]}" || { cat "$W/array/task$i.log"; bad "array task $i exited non-zero"; }
+done
+grep -q "^array task 1 of 3: 5 chunks computed now" "$W/array/task1.log" && ok "array task 1 of 3 labelled its 5 chunks" ||
+    { cat "$W/array/task1.log"; bad "array task 1: not its 5 chunks"; }
+n=$(nparts "$W/array/silver.h5.parts")
+[ "$n" = 16 ] && [ ! -e "$W/array/silver.h5" ] && ok "array tasks: all 16 parts, no merged output" ||
+    bad "array tasks: $n parts, merged output exists: $([ -e "$W/array/silver.h5" ] && echo yes || echo no)"
+label 1 "$W/array/silver.h5" > "$W/array/merge.log" || bad "merge run exited $?"
+grep -q "16 done before, 0 computed now" "$W/array/merge.log" && ok "merge run after the array computes no chunk" ||
+    { cat "$W/array/merge.log"; bad "merge run recomputed chunks"; }
+same "$W/np1/silver.h5" "$W/array/silver.h5" "job array + merge == uninterrupted: silver dataset"
+same "$W/np1/silver.scores.h5" "$W/array/silver.scores.h5" "job array + merge == uninterrupted: scores"
+label 1 "$W/array/bad.h5" --array-task 3 --array-count 3 > "$W/array/bad.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "expected 0 <= task < count" "$W/array/bad.log" && ok "--array-task 3 of 3: usage error" ||
+    { cat "$W/array/bad.log"; bad "--array-task 3 --array-count 3: exit $rc"; }
+label 1 "$W/array/bad.h5" --array-task 0 > "$W/array/bad2.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "go together" "$W/array/bad2.log" && ok "--array-task without --array-count: usage error" ||
+    { cat "$W/array/bad2.log"; bad "--array-task alone: exit $rc"; }
 
 echo "$fails failed"
 [ $fails -eq 0 ]

@@ -29,7 +29,7 @@
 #   real_preempt    train-bi preempted after a checkpoint, requeued and resumed == the same
 #                   run uninterrupted (every parameter of model.h5)
 #   real_label      labeling by a 4-task job == by one task (labels and scores); also as a
-#                   4-task job array + merge once the label stage takes --array-task
+#                   4-task job array + its merge job
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -410,19 +410,17 @@ case_real_label() {
   check "4 tasks did the work" grep -q "tasks 4," "$work/label-np4-$j4.out"
   check "4 tasks label exactly as one does (labels)" same_h5 "$work/silver-np4.h5" "$work/silver-np1.h5"
   check "4 tasks label exactly as one does (scores)" same_h5 "$work/silver-np4.scores.h5" "$work/silver-np1.scores.h5"
-  # As a 4-task job array (and its merge job), where the label stage supports it.
-  if "$argent" label --help 2>/dev/null | grep -q -- --array-task; then
-    printf 'label --array=0-3: --model %s --data %s --chunk-size 16 --out %s\n' \
-      "$work/cross" "$work/pairs.h5" "$work/silver-array.h5" > "$work/array.recipe"
-    submit "$work/array.recipe" --argent "$argent" --log-dir "$work/logs" --sbatch-args "$small" > "$work/ids" || return 1
-    # shellcheck disable=SC2046
-    set -- $(ids_of "$work/ids")
-    wait_jobs 900 "$@" || return 1
-    check "the label array and its merge completed" all_state COMPLETED "$@"
-    check "a 4-task array labels exactly as one task does" same_h5 "$work/silver-array.h5" "$work/silver-np1.h5"
-  else
-    say "note: the label stage has no --array-task yet: the job-array variant is not tested"
-  fi
+  # As a 4-task job array (each task labels its share of the chunks) and its merge job.
+  printf 'label --array=0-3: --model %s --data %s --chunk-size 16 --out %s\n' \
+    "$work/cross" "$work/pairs.h5" "$work/silver-array.h5" > "$work/array.recipe"
+  submit "$work/array.recipe" --argent "$argent" --log-dir "$work/logs" --sbatch-args "$small" > "$work/ids" || return 1
+  # shellcheck disable=SC2046
+  set -- $(ids_of "$work/ids")
+  wait_jobs 900 "$@" || return 1
+  check "the label array and its merge completed" all_state COMPLETED "$@"
+  check "a 4-task array labels exactly as one task does (labels)" same_h5 "$work/silver-array.h5" "$work/silver-np1.h5"
+  check "a 4-task array labels exactly as one task does (scores)" same_h5 "$work/silver-array.scores.h5" \
+    "$work/silver-np1.scores.h5"
 }
 
 "case_$case_name" || { failures=$((failures + 1)); say "FAIL: the case stopped early"; }
