@@ -592,6 +592,35 @@ static void step_done(ag_engine *e, int64_t G, double loss, double lr, double no
     e->last_global = G;
 }
 
+/* Where the compute of a step [t0, t1) ends and the reduction [t1, now) with it, on every rank,
+ * a failed one too: the times are kept, the loss is summed over the ranks (*sum_loss) with the
+ * count of failed ranks, so that a failure anywhere stops the step everywhere, and the step's
+ * learning rate is read from the schedule (*lr). Returns 0, or -1 with the error set. */
+static int step_reduce(ag_engine *e, int rc, double loss, double t0, double t1, double *sum_loss, double *lr) {
+    double t2 = MPI_Wtime();
+    e->t_compute += t1 - t0;
+    e->t_exposed += t2 - t1;
+    double red[2] = {rc ? 0 : loss, rc != 0}, sum[2];
+    MPI_Allreduce(red, sum, 2, MPI_DOUBLE, MPI_SUM, e->comm);
+    if (sum[1] > 0) {
+        if (rc) return -1;
+        return ag_err("step %lld failed on %d rank(s) (their messages say why)", (long long)e->step, (int)sum[1]);
+    }
+    *sum_loss = sum[0];
+    *lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
+    return 0;
+}
+
+/* fp16 found inf/NaN in the reduced gradient (the same on every rank, so is the decision):
+ * no update, noted on rank 0; the optimiser's step count and the data position advance. */
+static void skip_step(ag_engine *e, const ag_grad_scaler *s, int64_t G, double loss, double lr) {
+    if (e->rank == 0)
+        ag_metrics_note(e->mx, "step %lld: inf/NaN in the fp16 gradient, step skipped, loss scale now %g",
+                        (long long)e->step, (double)s->scale);
+    e->opt.step++;
+    step_done(e, G, loss, lr, 0);
+}
+
 /* One step of device-resident training (docs/cuda.md, "How the stages use the device"):
  * the task's backward writes the device gradient, the heads' host gradients join it, the
  * ranks' contributions are summed (NCCL during the backward, or download -> host allreduce
@@ -629,39 +658,26 @@ static int device_step(ag_engine *e, const ag_engine_batch *b, int64_t G) {
     }
     if (!rc && !rc2 && ag_device_sync(d)) rc2 = -1;
     if (!rc) rc = rc2;
-    double t2 = MPI_Wtime();
-    e->t_compute += t1 - t0;
-    e->t_exposed += t2 - t1;
-    double red[2] = {rc ? 0 : loss, rc != 0}, sum[2];
-    MPI_Allreduce(red, sum, 2, MPI_DOUBLE, MPI_SUM, e->comm);
-    if (sum[1] > 0) {
-        if (rc) return -1;
-        return ag_err("step %lld failed on %d rank(s) (their messages say why)", (long long)e->step, (int)sum[1]);
-    }
-    double lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
+    double sum_loss, lr;
+    if (step_reduce(e, rc, loss, t0, t1, &sum_loss, &lr)) return -1;
     e->stale_data = e->stale_moments = 1;
     if (d->scaler.enabled) {
-        /* fp16: the reduced gradient is the same on every rank, so is the decision. */
         int bad = 0;
         if (ag_device_unscale(d, &bad)) return ag_err_ctx("step %lld", (long long)e->step);
         ag_scaler_update(&d->scaler, bad);
         if (bad) {
-            if (e->rank == 0)
-                ag_metrics_note(e->mx, "step %lld: inf/NaN in the fp16 gradient, step skipped, loss scale now %g",
-                                (long long)e->step, (double)d->scaler.scale);
-            e->opt.step++;
             d->opt.step++;
-            step_done(e, G, sum[0], lr, 0);
+            skip_step(e, &d->scaler, G, sum_loss, lr);
             return 0;
         }
     }
     double norm = ag_device_clip(d, e->cfg.max_grad_norm);
-    if (!isfinite(norm) || !isfinite(sum[0]))
+    if (!isfinite(norm) || !isfinite(sum_loss))
         return ag_err("step %lld: the loss (%g) or the gradient norm (%g) is not finite; lower --lr or check the "
-                      "data", (long long)e->step, sum[0], norm);
+                      "data", (long long)e->step, sum_loss, norm);
     if (ag_device_adamw(d, lr) || ag_device_heads_refresh(d, e->p)) return ag_err_ctx("step %lld", (long long)e->step);
     e->opt.step = d->opt.step;
-    step_done(e, G, sum[0], lr, norm);
+    step_done(e, G, sum_loss, lr, norm);
     return 0;
 }
 
@@ -696,48 +712,23 @@ static int one_step(ag_engine *e) {
     /* Every rank finishes the reduction, a failed one too, so that none waits forever. */
     int rc2 = ag_ar_finish(e->ar, 1);
     if (!rc) rc = rc2;
-    double t2 = MPI_Wtime();
-    e->t_compute += t1 - t0;
-    e->t_exposed += t2 - t1;
-    double red[2] = {rc ? 0 : loss, rc != 0}, sum[2];
-    MPI_Allreduce(red, sum, 2, MPI_DOUBLE, MPI_SUM, e->comm);
-    if (sum[1] > 0) {
-        if (rc) return -1;
-        return ag_err("step %lld failed on %d rank(s) (their messages say why)", (long long)e->step, (int)sum[1]);
-    }
-    double lr = e->cfg.lr * ag_schedule_factor(&e->sched, e->opt.step);
+    double sum_loss, lr;
+    if (step_reduce(e, rc, loss, t0, t1, &sum_loss, &lr)) return -1;
     if (e->dev && e->dev->scaler.enabled) {
-        /* fp16: the reduced gradient is the same on every rank, so is the decision. */
         int bad = ag_nonfinite_any(e->p->grad, e->p->total);
         ag_scaler_update(&e->dev->scaler, bad);
         if (bad) {
-            if (e->rank == 0)
-                ag_metrics_note(e->mx, "step %lld: inf/NaN in the fp16 gradient, step skipped, loss scale now %g",
-                                (long long)e->step, (double)e->dev->scaler.scale);
-            e->opt.step++;
-            e->step++;
-            e->pos += G;
-            if (e->pos >= N) { e->epoch++; e->pos = 0; }
-            e->last_loss = sum[0];
-            e->last_lr = lr;
-            e->last_norm = 0;
-            e->last_global = G;
+            skip_step(e, &e->dev->scaler, G, sum_loss, lr);
             return 0;
         }
     }
     double norm = e->cfg.max_grad_norm > 0 ? ag_clip_grad_norm(e->p, e->cfg.max_grad_norm) : ag_grad_norm(e->p);
-    if (!isfinite(norm) || !isfinite(sum[0]))
+    if (!isfinite(norm) || !isfinite(sum_loss))
         return ag_err("step %lld: the loss (%g) or the gradient norm (%g) is not finite; lower --lr or check the "
-                      "data", (long long)e->step, sum[0], norm);
+                      "data", (long long)e->step, sum_loss, norm);
     if (ag_adamw_step(&e->opt, e->p, lr)) return -1;
     if (e->dev && ag_device_upload(e->dev, e->p)) return ag_err_ctx("step %lld", (long long)e->step);
-    e->step++;
-    e->pos += G;
-    if (e->pos >= N) { e->epoch++; e->pos = 0; }
-    e->last_loss = sum[0];
-    e->last_lr = lr;
-    e->last_norm = norm;
-    e->last_global = G;
+    step_done(e, G, sum_loss, lr, norm);
     return 0;
 }
 

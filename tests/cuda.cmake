@@ -15,13 +15,16 @@
 #                       and a 2-layer BERT step against the fp32 CPU oracle; GPU / emulator
 # tests/gpu/run.sh runs them on a GPU machine, plus the benchmark.
 argent_test(test_cuda_philox gpu/test_cuda_philox.c LIBS argent_nn)
+# support/gpu_check.c (the tests' device start and tensor comparisons) calls the backend, so
+# it is built into each test with the backend that test links (argent_cuda or the emulator).
+set(_gpu_check support/gpu_check.c)
 
 if(TARGET argent_cuda)
   argent_test(test_cuda_select gpu/test_cuda_select.c LIBS argent_cuda)
-  argent_test(test_cuda_ops gpu/test_cuda_ops.c LIBS argent_cuda)
-  argent_test(test_cuda_amp gpu/test_cuda_amp.c LIBS argent_cuda)
-  argent_test(test_cuda_train gpu/test_cuda_train.c LIBS argent_cuda)
-  argent_test(test_cuda_lowp gpu/test_cuda_lowp.c LIBS argent_cuda)
+  argent_test(test_cuda_ops gpu/test_cuda_ops.c ${_gpu_check} LIBS argent_cuda)
+  argent_test(test_cuda_amp gpu/test_cuda_amp.c ${_gpu_check} LIBS argent_cuda)
+  argent_test(test_cuda_train gpu/test_cuda_train.c ${_gpu_check} LIBS argent_cuda)
+  argent_test(test_cuda_lowp gpu/test_cuda_lowp.c ${_gpu_check} LIBS argent_cuda)
   set_tests_properties(test_cuda_ops PROPERTIES TIMEOUT 600)
   # The GPU benchmark (run by tests/gpu/run.sh, never as a test): built here so it keeps compiling.
   add_executable(bench_cuda_step gpu/bench_cuda_step.c)
@@ -70,14 +73,14 @@ if(TARGET argent_cuda)
       COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/gpu/emu/cuda_emu.h;-Wno-unknown-pragmas")
     target_link_libraries(argent_cuda_emu PUBLIC argent_nn Threads::Threads)
 
-    argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c LIBS argent_cuda_emu ARGS --quick)
+    argent_test(test_cuda_ops_emu gpu/test_cuda_ops.c ${_gpu_check} LIBS argent_cuda_emu ARGS --quick)
     set_tests_properties(test_cuda_ops_emu PROPERTIES TIMEOUT 900)
-    argent_test(test_cuda_amp_emu gpu/test_cuda_amp.c LIBS argent_cuda_emu)
+    argent_test(test_cuda_amp_emu gpu/test_cuda_amp.c ${_gpu_check} LIBS argent_cuda_emu)
     # Bi-encoder training (CPU vs CUDA table + device optimiser) and cross-encoder labels.
-    argent_test(test_cuda_train_emu gpu/test_cuda_train.c LIBS argent_cuda_emu)
+    argent_test(test_cuda_train_emu gpu/test_cuda_train.c ${_gpu_check} LIBS argent_cuda_emu)
     set_tests_properties(test_cuda_train_emu PROPERTIES TIMEOUT 900)
     set_tests_properties(test_cuda_amp_emu PROPERTIES TIMEOUT 600)
-    argent_test(test_cuda_lowp_emu gpu/test_cuda_lowp.c LIBS argent_cuda_emu)
+    argent_test(test_cuda_lowp_emu gpu/test_cuda_lowp.c ${_gpu_check} LIBS argent_cuda_emu)
     set_tests_properties(test_cuda_lowp_emu PROPERTIES TIMEOUT 600)
     # The benchmark program end to end on a small batch: it must not fail on the GPU visit.
     add_executable(bench_cuda_step_emu gpu/bench_cuda_step.c)

@@ -3,8 +3,10 @@
  * erf form), tanh, and dropout with the CPU's counter-based masks (nn/cuda/philox.h gives
  * the same bits as nn/rng.c). Contracts: nn/ops.h; the oracle: nn/ops_cpu.c.
  *
- * Kernels are templated on the storage type T (float now, __nv_bfloat16 later; the bf16
- * instantiations at the end keep them compiling) and compute in fp32. */
+ * Kernels are templated on the storage type T (float, and __nv_bfloat16 / __half through
+ * the ag_cuda_lowp_* entry points at the end) and compute in fp32. Those the 16-bit tables
+ * of lowp_ops.cu launch too (acc, scale, acc2d, tanh, dropout backward) live in
+ * nn/cuda/kernels.cuh. */
 #include "nn/cuda/kernels.cuh"
 #include "nn/cuda/philox.h"
 #include "nn/rng.h"
@@ -18,23 +20,6 @@ __global__ void probe_kernel(int *flag) { *flag = 1; }
 /* out[n] = a[n] + b[n]; out may alias a or b (each thread reads before it writes). */
 template <typename T> __global__ void add_kernel(T *out, const T *a, const T *b, size_t n) {
     for (size_t i = gid(); i < n; i += gstride()) st(out, i, ld(a, i) + ld(b, i));
-}
-
-template <typename T> __global__ void acc_kernel(T *dst, const T *src, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(dst, i, ld(dst, i) + ld(src, i));
-}
-
-template <typename T> __global__ void scale_kernel(T *x, float alpha, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(x, i, ld(x, i) * alpha);
-}
-
-template <typename T>
-__global__ void acc2d_kernel(T *dst, size_t ldd, const T *src, size_t lds, size_t rows, size_t cols) {
-    size_t n = rows * cols;
-    for (size_t i = gid(); i < n; i += gstride()) {
-        size_t r = i / cols, c = i % cols;
-        st(dst, r * ldd + c, ld(dst, r * ldd + c) + ld(src, r * lds + c));
-    }
 }
 
 /* out[N,OC] = b[OC] on every row. */
@@ -63,18 +48,6 @@ __global__ void gelu_bwd_kernel(T *din, const T *in, const T *dout, size_t n) {
     }
 }
 
-template <typename T> __global__ void tanh_fwd_kernel(T *out, const T *in, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(out, i, tanhf(ld(in, i)));
-}
-
-template <typename T>
-__global__ void tanh_bwd_kernel(T *din, const T *out, const T *dout, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) {
-        float y = ld(out, i);
-        st(din, i, ld(din, i) + ld(dout, i) * (1.0f - y * y));
-    }
-}
-
 /* One thread per Philox block: elements 4*blk .. 4*blk+3 of row b (draw index j = element
  * index within the row, as the CPU's). out may alias in. */
 template <typename T>
@@ -97,12 +70,6 @@ __global__ void dropout_fwd_kernel(T *out, uint8_t *mask, const T *in, int B, si
             }
         }
     }
-}
-
-template <typename T>
-__global__ void dropout_bwd_kernel(T *din, const T *dout, const uint8_t *mask, size_t n, float scale) {
-    for (size_t i = gid(); i < n; i += gstride())
-        st(din, i, ld(din, i) + (mask[i] ? ld(dout, i) * scale : 0.0f));
 }
 
 /* Column-sum functor for bias gradients: the row values themselves. */

@@ -1,7 +1,8 @@
 /* Device-side helpers shared by the backend's kernels: element loads and stores templated
- * on the storage type (float, and __nv_bfloat16 / __half for the mixed-precision
- * path, see docs/cuda.md), warp reductions, and launch sizes. Arithmetic is always fp32 (sums in
- * fp64 where the CPU oracle sums in double), whatever the storage type.
+ * on the storage type (float, and __nv_bfloat16 / __half for the mixed-precision path, see
+ * docs/cuda.md), warp reductions, launch sizes, the elementwise kernels that both the fp32
+ * and the 16-bit op tables launch, and column sums. Arithmetic is always fp32 (sums in fp64
+ * where the CPU oracle sums in double), whatever the storage type.
  * Included by the .cu files only. */
 #ifndef ARGENT_NN_CUDA_KERNELS_CUH
 #define ARGENT_NN_CUDA_KERNELS_CUH
@@ -53,6 +54,47 @@ __device__ __forceinline__ size_t gstride() { return (size_t)gridDim.x * blockDi
 
 constexpr int kThreads = 256;      /* elementwise block size */
 constexpr int kRowWarps = 8;       /* warps per block for one-warp-per-row kernels */
+
+/* ---- elementwise kernels used by both the fp32 ops (elementwise.cu) and the 16-bit
+ * tables (lowp_ops.cu), each file launching its own storage types ---- */
+
+/* dst[n] += src[n]. */
+template <typename T> __global__ void acc_kernel(T *dst, const T *src, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) st(dst, i, ld(dst, i) + ld(src, i));
+}
+
+template <typename T> __global__ void scale_kernel(T *x, float alpha, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) st(x, i, ld(x, i) * alpha);
+}
+
+/* dst[r, c] += src[r, c] over a rows x cols block, row strides ldd and lds. */
+template <typename T>
+__global__ void acc2d_kernel(T *dst, size_t ldd, const T *src, size_t lds, size_t rows, size_t cols) {
+    size_t n = rows * cols;
+    for (size_t i = gid(); i < n; i += gstride()) {
+        size_t r = i / cols, c = i % cols;
+        st(dst, r * ldd + c, ld(dst, r * ldd + c) + ld(src, r * lds + c));
+    }
+}
+
+template <typename T> __global__ void tanh_fwd_kernel(T *out, const T *in, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) st(out, i, tanhf(ld(in, i)));
+}
+
+template <typename T>
+__global__ void tanh_bwd_kernel(T *din, const T *out, const T *dout, size_t n) {
+    for (size_t i = gid(); i < n; i += gstride()) {
+        float y = ld(out, i);
+        st(din, i, ld(din, i) + ld(dout, i) * (1.0f - y * y));
+    }
+}
+
+/* din += dout * scale where the mask kept the element. */
+template <typename T>
+__global__ void dropout_bwd_kernel(T *din, const T *dout, const uint8_t *mask, size_t n, float scale) {
+    for (size_t i = gid(); i < n; i += gstride())
+        st(din, i, ld(din, i) + (mask[i] ? ld(dout, i) * scale : 0.0f));
+}
 
 }  // namespace agk
 

@@ -22,7 +22,8 @@
  *              checkable version: a fused 16-bit kernel can replace it against the same tests.
  *   the rest   16-bit kernels: add, GELU, dropout forward and LayerNorm are the
  *              ag_cuda_lowp_* of elementwise.cu / layernorm.cu; acc, scale, acc2d, tanh and
- *              dropout backward are here. Dropout masks are the CPU's (same Philox draws).
+ *              dropout backward launch the fp32 ops' templates (nn/cuda/kernels.cuh) on 16-bit
+ *              storage from here. Dropout masks are the CPU's (same Philox draws).
  *
  * The optional fused forwards (linear_gelu_forward, add_layernorm_forward) are NULL: model
  * code composes the unfused ops. Errors are recorded like every op's (ag_cuda_check). */
@@ -40,40 +41,6 @@ extern "C" {
 using namespace agk;
 
 namespace {
-
-template <typename T> __global__ void lp_acc_kernel(T *dst, const T *src, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(dst, i, ld(dst, i) + ld(src, i));
-}
-
-template <typename T> __global__ void lp_scale_kernel(T *x, float alpha, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(x, i, ld(x, i) * alpha);
-}
-
-template <typename T>
-__global__ void lp_acc2d_kernel(T *dst, size_t ldd, const T *src, size_t lds, size_t rows, size_t cols) {
-    size_t n = rows * cols;
-    for (size_t i = gid(); i < n; i += gstride()) {
-        size_t r = i / cols, c = i % cols;
-        st(dst, r * ldd + c, ld(dst, r * ldd + c) + ld(src, r * lds + c));
-    }
-}
-
-template <typename T> __global__ void lp_tanh_fwd_kernel(T *out, const T *in, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) st(out, i, tanhf(ld(in, i)));
-}
-
-template <typename T> __global__ void lp_tanh_bwd_kernel(T *din, const T *out, const T *dout, size_t n) {
-    for (size_t i = gid(); i < n; i += gstride()) {
-        float y = ld(out, i);
-        st(din, i, ld(din, i) + ld(dout, i) * (1.0f - y * y));
-    }
-}
-
-template <typename T>
-__global__ void lp_dropout_bwd_kernel(T *din, const T *dout, const uint8_t *mask, size_t n, float scale) {
-    for (size_t i = gid(); i < n; i += gstride())
-        st(din, i, ld(din, i) + (mask[i] ? ld(dout, i) * scale : 0.0f));
-}
 
 /* out[N,OC] (16 bit) = c[N,OC] (fp32 product, may be NULL = 0) + b[OC] (may be NULL). */
 template <typename T>
@@ -212,17 +179,17 @@ template <typename T> struct lp {
     static void add(float *out, const float *a, const float *b, size_t n) { ag_cuda_lowp_add(P, out, a, b, n); }
     static void acc(float *dst, const float *src, size_t n) {
         if (!n || !ag_cuda_ready()) return;
-        lp_acc_kernel<T><<<GRID(n)>>>((T *)dst, (const T *)src, n);
+        acc_kernel<T><<<GRID(n)>>>((T *)dst, (const T *)src, n);
         ag_cuda_launched("acc (16 bit)");
     }
     static void scale(float *x, float alpha, size_t n) {
         if (!n || !ag_cuda_ready()) return;
-        lp_scale_kernel<T><<<GRID(n)>>>((T *)x, alpha, n);
+        scale_kernel<T><<<GRID(n)>>>((T *)x, alpha, n);
         ag_cuda_launched("scale (16 bit)");
     }
     static void acc2d(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols) {
         if (!rows || !cols || !ag_cuda_ready()) return;
-        lp_acc2d_kernel<T><<<GRID(rows * cols)>>>((T *)dst, ldd, (const T *)src, lds, rows, cols);
+        acc2d_kernel<T><<<GRID(rows * cols)>>>((T *)dst, ldd, (const T *)src, lds, rows, cols);
         ag_cuda_launched("acc2d (16 bit)");
     }
 
@@ -298,12 +265,12 @@ template <typename T> struct lp {
     }
     static void tanh_forward(float *out, const float *in, size_t n) {
         if (!n || !ag_cuda_ready()) return;
-        lp_tanh_fwd_kernel<T><<<GRID(n)>>>((T *)out, (const T *)in, n);
+        tanh_fwd_kernel<T><<<GRID(n)>>>((T *)out, (const T *)in, n);
         ag_cuda_launched("tanh_forward (16 bit)");
     }
     static void tanh_backward(float *din, const float *out, const float *dout, size_t n) {
         if (!n || !ag_cuda_ready()) return;
-        lp_tanh_bwd_kernel<T><<<GRID(n)>>>((T *)din, (const T *)out, (const T *)dout, n);
+        tanh_bwd_kernel<T><<<GRID(n)>>>((T *)din, (const T *)out, (const T *)dout, n);
         ag_cuda_launched("tanh_backward (16 bit)");
     }
     static void dropout_forward(float *out, uint8_t *mask, const float *in, int B, size_t L,
@@ -318,7 +285,7 @@ template <typename T> struct lp {
             acc(din, dout, n);
             return;
         }
-        lp_dropout_bwd_kernel<T><<<GRID(n)>>>((T *)din, (const T *)dout, mask, n, 1.0f / (1.0f - p));
+        dropout_bwd_kernel<T><<<GRID(n)>>>((T *)din, (const T *)dout, mask, n, 1.0f / (1.0f - p));
         ag_cuda_launched("dropout_backward (16 bit)");
     }
 

@@ -30,6 +30,7 @@
 #include "nn/ops.h"
 #include "nn/rng.h"
 #include "tests/support/check.h"
+#include "tests/support/gpu_check.h"
 
 static const ag_ops *G = &ag_ops_cuda, *H = &ag_ops_cpu;
 static uint64_t draw;
@@ -281,18 +282,11 @@ static void gemm_mode(ag_precision p, int exact_inputs, double loose)
 
 static void bert_bf16(void)
 {
-    ag_bert_config cfg = {.vocab_size = 97, .hidden_size = 64, .num_hidden_layers = 2,
-                          .num_attention_heads = 4, .intermediate_size = 128,
-                          .max_position_embeddings = 40, .type_vocab_size = 2,
-                          .layer_norm_eps = 1e-12f, .hidden_dropout_prob = 0.1f,
-                          .attention_probs_dropout_prob = 0.1f, .pad_token_id = 0};
+    ag_bert_config cfg = gpu_small_bert();
     int B = 3, T = 11, C = cfg.hidden_size;
     ag_bert mc, mg;
     ag_params pc, layout, pd;
-    ag_params_init(&pc);
-    ag_params_init(&layout);
-    if (ag_bert_register(&mc, &cfg, &pc, "", 0) || ag_params_alloc(&pc) ||
-        ag_bert_register(&mg, &cfg, &layout, "", 0) || ag_params_alloc(&layout) ||
+    if (gpu_bert_twins(&mc, &pc, &mg, &layout, &cfg, "", 0) ||
         (ag_bert_init_weights(&mc, &pc, 5), ag_cuda_params_mirror(&pd, &pc))) {
         printf("FAIL bert setup: %s\n", ag_errmsg());
         check_true("bf16 bert setup", 0);
@@ -302,14 +296,7 @@ static void bert_bf16(void)
     size_t N = (size_t)B * T;
     int32_t ids[33], types[33], mask[33];
     int64_t samp[3] = {3, 8, 1};
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            size_t i = (size_t)b * T + t;
-            int real = t < T - 3 * b;
-            ids[i] = real ? 1 + (int32_t)(ag_rng_u32(4, 13, i, 0, 0) % 96u) : 0;
-            types[i] = real && t > 4;
-            mask[i] = real;
-        }
+    gpu_padded_batch(B, T, ids, types, mask);
     ag_bert_batch in = {B, T, ids, types, mask, samp};
     ag_cuda_set_precision(AG_PREC_BF16);
     int rc = ag_bert_forward(&mc, &pc, &in, 1, 77, 0) | ag_bert_forward(&mg, &pd, &in, 1, 77, 0);
@@ -323,31 +310,13 @@ static void bert_bf16(void)
     rc |= ag_bert_backward(&mc, &pc, dh, NULL) | ag_bert_backward(&mg, &pd, d_dh, NULL);
     rc |= ag_cuda_params_download(&layout, &pd, 0, 1);
     check_true("bf16 BERT forward/backward ran", rc == 0);
-    double worst = 0, gmax = 0;
-    const char *wn = "";
-    int bad = 0;
-    for (size_t j = 0; j < pc.total; j++) gmax = fmax(gmax, fabs(pc.grad[j]));
-    for (int i = 0; i < pc.n; i++) {
-        const float *g = ag_params_grad(&layout, i), *w = ag_params_grad(&pc, i);
-        double md = 0, mw = 0;
-        for (size_t j = 0; j < pc.t[i].numel; j++) {
-            double d = fabs((double)g[j] - w[j]);
-            if (!(d <= md)) md = d;   /* NaN sticks */
-            if (fabs(w[j]) > mw) mw = fabs(w[j]);
-        }
-        /* the attention key biases' true gradient is 0 (softmax ignores a shift): their
-         * values are rounding noise, so every tensor's floor is 1e-3 of the largest gradient */
-        double r = md / fmax(mw, 1e-3 * gmax);
-        if (!(r <= 2e-2)) {
-            bad++;
-            printf("     grad %s: rel %.3g\n", pc.t[i].name, r);
-        }
-        if (r > worst) { worst = r; wn = pc.t[i].name; }
-    }
+    /* Each tensor's floor is 1e-3 of the largest gradient (the attention key biases' true
+     * gradient is 0); gmax > 0: all-zero gradients are a failure, not a match. */
+    gpu_grad_cmp gc = gpu_compare_grads(&layout, &pc, 2e-2);
     char w[400];
     snprintf(w, sizeof w, "bf16 GEMM mode: all %d BERT parameter gradients within 2e-2 (worst %.3g, %s)",
-             pc.n, worst, wn);
-    check_true(w, bad == 0);
+             pc.n, gc.worst, gc.worst_name);
+    check_true(w, gc.bad == 0 && gc.gmax > 0);
     ag_cuda_set_precision(AG_PREC_FP32);
     free(gh); free(gm); free(dh);
     G->free(d_dh);
@@ -385,17 +354,7 @@ static void unscale(void)
 
 int main(void)
 {
-    char why[512];
-    if (!ag_cuda_available(why, sizeof why)) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "no CUDA device (%s)", why);
-        check_skip(msg);
-    }
-    if (ag_cuda_init(-1)) {
-        printf("FAIL cuda init: %s\n", ag_errmsg());
-        return 1;
-    }
-    printf("device: %s\n", why);
+    gpu_test_start(NULL);
     check_true("set_precision refuses 7", ag_cuda_set_precision((ag_precision)7) == -1 &&
                                            strstr(ag_errmsg(), "unknown precision"));
     check_true("precision defaults to fp32", ag_cuda_precision() == AG_PREC_FP32);

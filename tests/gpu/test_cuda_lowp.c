@@ -34,6 +34,7 @@
 #include "nn/rng.h"
 #include "nn/tsdae.h"
 #include "tests/support/check.h"
+#include "tests/support/gpu_check.h"
 
 static const ag_ops *H = &ag_ops_cpu, *G32 = &ag_ops_cuda;
 static const ag_ops *L;      /* the 16-bit table under test */
@@ -107,7 +108,7 @@ static float *get32(const float *d, size_t n)
     return x;
 }
 
-static char W[200];
+static char W[640];  /* room for a table name and the longest message (400) */
 static const char *what(const char *s)
 {
     snprintf(W, sizeof W, "%s: %s", L->name, s);
@@ -405,49 +406,23 @@ static void attention(double tol, int causal, float p, int Tq, int Tk)
 /* ---------------------------------------------------------------- models end to end */
 
 /* Every parameter gradient of `got` (downloaded) against `want`: max |diff| / max(max |want|
- * of the tensor, 1e-3 of the largest gradient) <= tol. The floor: the attention key biases'
- * true gradient is 0 (softmax ignores a shift), their values are rounding noise. */
+ * of the tensor, 1e-3 of the largest gradient) <= tol (gpu_compare_grads). */
 static void check_grads(const char *model, const ag_params *got, const ag_params *want, double tol)
 {
-    double worst = 0, gmax = 0;
-    const char *wn = "";
-    int bad = 0;
-    for (size_t j = 0; j < want->total; j++) gmax = fmax(gmax, fabs(want->grad[j]));
-    for (int i = 0; i < want->n; i++) {
-        const float *g = ag_params_grad(got, i), *w = ag_params_grad(want, i);
-        double md = 0, mw = 0;
-        for (size_t j = 0; j < want->t[i].numel; j++) {
-            double d = fabs((double)g[j] - w[j]);
-            if (!(d <= md)) md = d;   /* NaN sticks */
-            if (fabs(w[j]) > mw) mw = fabs(w[j]);
-        }
-        double r = md / fmax(mw, 1e-3 * gmax);
-        if (!(r <= tol)) {
-            bad++;
-            printf("     grad %s: rel %.3g\n", want->t[i].name, r);
-        }
-        if (!(r <= worst)) { worst = r; wn = want->t[i].name; }
-    }
+    gpu_grad_cmp gc = gpu_compare_grads(got, want, tol);
     char s[400];
     snprintf(s, sizeof s, "all %d %s parameter gradients within %.0e (worst %.3g, %s)", want->n, model,
-             tol, worst, wn);
-    check_true(what(s), bad == 0 && gmax > 0);
+             tol, gc.worst, gc.worst_name);
+    check_true(what(s), gc.bad == 0 && gc.gmax > 0);
 }
 
 static void bert(double tol_h, double tol_g)
 {
-    ag_bert_config cfg = {.vocab_size = 97, .hidden_size = 64, .num_hidden_layers = 2,
-                          .num_attention_heads = 4, .intermediate_size = 128,
-                          .max_position_embeddings = 40, .type_vocab_size = 2,
-                          .layer_norm_eps = 1e-12f, .hidden_dropout_prob = 0.1f,
-                          .attention_probs_dropout_prob = 0.1f, .pad_token_id = 0};
+    ag_bert_config cfg = gpu_small_bert();
     int B = 3, T = 11, C = cfg.hidden_size;
     ag_bert mc, mg;
     ag_params pc, layout, pd;
-    ag_params_init(&pc);
-    ag_params_init(&layout);
-    if (ag_bert_register(&mc, &cfg, &pc, "", 1) || ag_params_alloc(&pc) ||
-        ag_bert_register(&mg, &cfg, &layout, "", 1) || ag_params_alloc(&layout) ||
+    if (gpu_bert_twins(&mc, &pc, &mg, &layout, &cfg, "", 1) ||
         (ag_bert_init_weights(&mc, &pc, 5), ag_cuda_params_mirror(&pd, &pc))) {
         printf("FAIL bert setup: %s\n", ag_errmsg());
         check_true(what("bert setup"), 0);
@@ -457,14 +432,7 @@ static void bert(double tol_h, double tol_g)
     size_t N = (size_t)B * T;
     int32_t ids[33], types[33], mask[33];
     int64_t samp[3] = {3, 8, 1};
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            size_t i = (size_t)b * T + t;
-            int real = t < T - 3 * b;
-            ids[i] = real ? 1 + (int32_t)(ag_rng_u32(4, 13, i, 0, 0) % 96u) : 0;
-            types[i] = real && t > 4;
-            mask[i] = real;
-        }
+    gpu_padded_batch(B, T, ids, types, mask);
     ag_bert_batch in = {B, T, ids, types, mask, samp};
     int rc = ag_bert_forward(&mc, &pc, &in, 1, 77, 1) | ag_bert_forward(&mg, &pd, &in, 1, 77, 1);
     if (rc) printf("  bert forward: %s\n", ag_errmsg());
@@ -592,17 +560,7 @@ static void run_table(ag_precision p, double tol, double tol_h, double tol_g, do
 
 int main(void)
 {
-    char why[512];
-    if (!ag_cuda_available(why, sizeof why)) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "no CUDA device (%s)", why);
-        check_skip(msg);
-    }
-    if (ag_cuda_init(-1)) {
-        printf("FAIL cuda init: %s\n", ag_errmsg());
-        return 1;
-    }
-    printf("device: %s\n", why);
+    gpu_test_start(NULL);
     check_true("ag_cuda_ops_for(fp32) is ag_ops_cuda", ag_cuda_ops_for(AG_PREC_FP32) == &ag_ops_cuda);
     check_true("ag_cuda_ops_for(7) refused", ag_cuda_ops_for((ag_precision)7) == NULL &&
                                              strstr(ag_errmsg(), "unknown"));

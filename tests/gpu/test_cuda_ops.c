@@ -18,8 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "nn/bert.h"
 #include "nn/cuda/cuda.h"
@@ -29,6 +27,7 @@
 #include "nn/optim.h"
 #include "nn/rng.h"
 #include "tests/support/check.h"
+#include "tests/support/gpu_check.h"
 
 static const ag_ops *G = &ag_ops_cuda, *H_ = &ag_ops_cpu;
 static uint64_t seed;
@@ -709,13 +708,9 @@ static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
     char what[512];
     ag_bert mc, mg;
     ag_params pc, layout, pd;
-    ag_params_init(&pc);
-    ag_params_init(&layout);
     /* Two registrations give identical tables: one for the CPU model, one whose layout the
      * device mirror shares (and which later receives the device gradients). */
-    if (ag_bert_register(&mc, &cfg, &pc, "", 1) || ag_params_alloc(&pc) ||
-        ag_bert_register(&mg, &cfg, &layout, "", 1) || ag_params_alloc(&layout))
-        die("bert register");
+    if (gpu_bert_twins(&mc, &pc, &mg, &layout, &cfg, "", 1)) die("bert register");
     ag_bert_init_weights(&mc, &pc, seed);
     /* Non-trivial LayerNorm and bias values, so their gradients paths are exercised. */
     for (int i = 0; i < pc.n; i++)
@@ -764,35 +759,14 @@ static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
     if (ag_bert_backward(&mc, &pc, dh, dp)) die("cpu bert backward");
     if (ag_bert_backward(&mg, &pd, d_dh, d_dp)) die("cuda bert backward");
     if (ag_cuda_params_download(&layout, &pd, 0, 1)) die("download grads");
-    int bad = 0;
-    double worst = 0;
-    const char *worst_name = "";
     /* Floor of the denominator: 1e-3 of the largest gradient in the table. The attention
      * key biases' true gradient is 0 (a bias on every key shifts a softmax row by a
      * constant): what they get is rounding noise, which any change of summation order in
      * the forward (cuBLAS vs OpenBLAS, the fused attention kernel) changes completely. */
-    double gmax = 0;
-    for (size_t j = 0; j < pc.total; j++) gmax = fmax(gmax, fabs(pc.grad[j]));
-    for (int i = 0; i < pc.n; i++) {
-        const float *g = ag_params_grad(&layout, i), *w = ag_params_grad(&pc, i);
-        double md = 0, mw = 1e-3 * gmax;
-        int nan = 0;
-        for (size_t j = 0; j < pc.t[i].numel; j++) {
-            double d = fabs((double)g[j] - w[j]);
-            if (isnan(d)) nan = 1;
-            if (d > md) md = d;
-            if (fabs(w[j]) > mw) mw = fabs(w[j]);
-        }
-        double r = md / (mw > 1e-30 ? mw : 1e-30);
-        if (nan || r > GRAD_TOL) {
-            bad++;
-            printf("     grad %s: rel %.3g%s\n", pc.t[i].name, r, nan ? " (NaN)" : "");
-        }
-        if (r > worst) { worst = r; worst_name = pc.t[i].name; }
-    }
+    gpu_grad_cmp gc = gpu_compare_grads(&layout, &pc, GRAD_TOL);
     snprintf(what, sizeof what, "%s: all %d parameter gradients within %.0e of max(max |want|, 1e-3 of the "
-             "largest) (worst %.3g, %s)", label, pc.n, GRAD_TOL, worst, worst_name);
-    check_true(what, bad == 0);
+             "largest) (worst %.3g, %s)", label, pc.n, GRAD_TOL, gc.worst, gc.worst_name);
+    check_true(what, gc.bad == 0);
     op_done("bert");
     free(ids); free(types); free(mask); free(samp); free(dh); free(dp);
     G->free(d_dh); G->free(d_dp);
@@ -807,21 +781,7 @@ static void test_bert(const char *label, ag_bert_config cfg, int B, int T) {
 
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) quick |= strcmp(argv[i], "--quick") == 0;
-    char why[512];
-    if (!ag_cuda_available(why, sizeof why)) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "no CUDA device (%s)", why);
-        check_skip(msg);
-    }
-    if (ag_cuda_init(-1)) {
-        /* A device exists but this build cannot run on it: a failure, not a skip. */
-        printf("FAIL cuda init: %s\n", ag_errmsg());
-        return 1;
-    }
-    const char *s = getenv("ARGENT_TEST_SEED");
-    seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    printf("device: %s\nseed %llu (ARGENT_TEST_SEED=%llu repeats this run)\n", why,
-           (unsigned long long)seed, (unsigned long long)seed);
+    gpu_test_start(&seed);
     check_true("ag_ops_select(\"cuda\") gives the CUDA table", ag_ops_select("cuda") == &ag_ops_cuda);
     check_true("ag_ops_select(\"auto\") picks the GPU", ag_ops_select("auto") == &ag_ops_cuda);
 

@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "nn/bert.h"
 #include "nn/cuda/cuda.h"
@@ -38,6 +36,7 @@
 #include "nn/pooling.h"
 #include "nn/rng.h"
 #include "tests/support/check.h"
+#include "tests/support/gpu_check.h"
 
 #define LOSS_TOL 1e-4
 #define PARAM_TOL 1e-4
@@ -150,11 +149,7 @@ static void test_biencoder(int steps) {
     memset(&cpu, 0, sizeof cpu);
     memset(&gpu, 0, sizeof gpu);
     ag_params layout;   /* the device table's layout on the host, to download into */
-    ag_params_init(&cpu.p);
-    ag_params_init(&layout);
-    if (ag_bert_register(&cpu.m, &cfg, &cpu.p, "", 0) || ag_params_alloc(&cpu.p) ||
-        ag_bert_register(&gpu.m, &cfg, &layout, "", 0) || ag_params_alloc(&layout))
-        die("bert register");
+    if (gpu_bert_twins(&cpu.m, &cpu.p, &gpu.m, &layout, &cfg, "", 0)) die("bert register");
     ag_bert_init_weights(&cpu.m, &cpu.p, seed);
     if (ag_cuda_params_mirror(&gpu.p, &cpu.p)) die("params mirror");
     cpu.ops = &ag_ops_cpu;
@@ -193,22 +188,14 @@ static void test_biencoder(int steps) {
 
     /* final parameters */
     if (ag_cuda_params_download(&layout, &gpu.p, 1, 0)) die("download params");
-    double table_max = 0;
-    for (size_t j = 0; j < cpu.p.total; j++) table_max = fmax(table_max, fabs(cpu.p.data[j]));
+    double table_max = gpu_max_abs(cpu.p.data, cpu.p.total);
     int bad = 0, compared = 0;
     double worst = 0, worst_key = 0;
     const char *worst_name = "";
     for (int i = 0; i < cpu.p.n; i++) {
-        const float *g = ag_params_data(&layout, i), *w = ag_params_data(&cpu.p, i);
-        double md = 0, mw = 0;
-        int nan = 0;
-        for (size_t j = 0; j < cpu.p.t[i].numel; j++) {
-            double d = fabs((double)g[j] - w[j]);
-            if (isnan(d)) nan = 1;
-            md = fmax(md, d);
-            mw = fmax(mw, fabs(w[j]));
-        }
-        double r = md / fmax(mw, 1e-3 * table_max);
+        double r = gpu_max_rel(ag_params_data(&layout, i), ag_params_data(&cpu.p, i), cpu.p.t[i].numel,
+                               1e-3 * table_max);
+        int nan = isnan(r);
         if (strstr(cpu.p.t[i].name, "attention.self.key.bias")) {
             worst_key = fmax(worst_key, r);
             continue;
@@ -256,12 +243,8 @@ static void test_cross_encoder(void) {
     const int B = 12, T = 24, C = cfg.hidden_size, L = 3;
     ag_bert mc, mg;
     ag_params pc, layout, pd, hp;
-    ag_params_init(&pc);
-    ag_params_init(&layout);
     ag_params_init(&hp);
-    if (ag_bert_register(&mc, &cfg, &pc, "bert.", 1) || ag_params_alloc(&pc) ||
-        ag_bert_register(&mg, &cfg, &layout, "bert.", 1) || ag_params_alloc(&layout))
-        die("bert register");
+    if (gpu_bert_twins(&mc, &pc, &mg, &layout, &cfg, "bert.", 1)) die("bert register");
     ag_bert_init_weights(&mc, &pc, seed + 5);
     /* Weights of std 0.1 instead of HF's 0.02: at 0.02 a random encoder's pooled vectors
      * are nearly the same for every input, and the scores' input-dependent part is small
@@ -361,20 +344,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: test_cuda_train [--steps N]\n"); return 2; }
     }
     if (steps < 2 || steps > 64) { fprintf(stderr, "test_cuda_train: --steps %d: expected 2..64\n", steps); return 2; }
-    char why[512];
-    if (!ag_cuda_available(why, sizeof why)) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "no CUDA device (%s)", why);
-        check_skip(msg);
-    }
-    if (ag_cuda_init(-1)) {
-        printf("FAIL cuda init: %s\n", ag_errmsg());
-        return 1;
-    }
-    const char *s = getenv("ARGENT_TEST_SEED");
-    seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    printf("device: %s\nseed %llu (ARGENT_TEST_SEED=%llu repeats this run)\n", why,
-           (unsigned long long)seed, (unsigned long long)seed);
+    gpu_test_start(&seed);
     test_biencoder(steps);
     test_cross_encoder();
     check_true("ag_cuda_check at the end: no recorded error", ag_cuda_check() == 0);
