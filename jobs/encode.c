@@ -18,6 +18,7 @@
 #include "jobs/cli.h"
 #include "jobs/commands.h"
 #include "jobs/device.h"
+#include "jobs/runsetup.h"
 #include "nn/error.h"
 
 int ag_vocab_special(const char *vocab, size_t len, int32_t *cls, int32_t *sep, int32_t *pad) {
@@ -370,71 +371,48 @@ static const ag_cli_opt encode_opts[] = {
 
 int ag_cmd_encode(int argc, char **argv) {
     ag_cli c;
-    int rc = ag_cli_parse(&c, "argent encode", "Encode every sentence of a dataset into an embeddings HDF5 file\n"
-                          "(/embeddings [S, C]; length-sorted batches, original order; any number of ranks).",
-                          encode_opts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
-        return rc > 0 ? 0 : 2;
-    }
+    int early = ag_run_parse(&c, "argent encode", "Encode every sentence of a dataset into an embeddings HDF5 file\n"
+                            "(/embeddings [S, C]; length-sorted batches, original order; any number of ranks).",
+                            encode_opts, argc, argv);
+    if (early >= 0) return early;
+    int rc = 0;
     long batch = 32, max_len = 0;
     if (c.npos) rc = ag_err("unexpected argument '%s' (see --help)", c.pos[0]);
-    if (!rc) rc = ag_cli_long(&c, "batch", &batch) || ag_cli_long(&c, "max-length", &max_len);
-    if (!rc && batch <= 0) rc = ag_err("--batch: expected a positive number, got %ld", batch);
-    if (!rc && ag_cli_given(&c, "max-length") && max_len < 2) rc = ag_err("--max-length: expected at least 2, got %ld", max_len);
-    if (rc) {
-        fprintf(stderr, "argent encode: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 2;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "argent encode: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 1;
-    }
+    if (!rc) rc = ag_run_encode_opts(&c, &batch, &max_len);
+    early = ag_run_begin(&c, "argent encode", rc, &argc, &argv);
+    if (early >= 0) return early;
     const ag_comm *cm = ag_comm_get();
     const char *model = ag_cli_str(&c, "model"), *input = ag_cli_str(&c, "input"), *out = ag_cli_str(&c, "out");
-    ag_model_desc md;
-    ag_bert m;
-    ag_params p;
-    ag_dataset ds;
-    ag_encoder enc;
-    ag_model_desc_init(&md);
-    ag_params_init(&p);
-    ag_dataset_init(&ds);
-    int have_model = 0;
+    ag_bi_input in;
+    ag_bi_input_init(&in);
     float *emb = NULL;
     ag_device dv;
     rc = ag_device_open(&dv, ag_cli_str(&c, "device"), ag_cli_str(&c, "precision"), cm->local_rank);
-    if (!rc) rc = ag_load_bi_encoder(model, &md, &m, &p);
-    if (!rc) have_model = 1;
-    if (!rc) rc = ag_dataset_read(input, &ds);
-    if (!rc) rc = ag_check_dataset_vocab(&ds, input, &md);
-    if (!rc) rc = ag_encoder_init(&enc, &m, &p, &md, (int)max_len);
+    if (!rc) rc = ag_bi_input_open(&in, model, input, (int)max_len, NULL);
     /* On the GPU the forward runs on a device copy of the weights; pooling stays on the host. */
-    if (!rc) rc = ag_device_mirror(&dv, &p);
+    if (!rc) rc = ag_device_mirror(&dv, &in.p);
     if (!rc) {
-        m.ops = dv.ops;
-        enc.p = ag_device_params(&dv, &p);
+        in.m.ops = dv.ops;
+        in.enc.p = ag_device_params(&dv, &in.p);
     }
     int bad = rc != 0, any = 0;
     MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
     if (!any) ag_device_say(&dv, "encode");
-    int64_t S = ds.n_sentences;
+    int64_t S = in.ds.n_sentences;
     if (!any) {
         int64_t *ids = malloc((size_t)(S ? S : 1) * sizeof *ids);
-        emb = malloc((size_t)(S ? S : 1) * md.hidden_size * sizeof(float));
+        emb = malloc((size_t)(S ? S : 1) * in.md.hidden_size * sizeof(float));
         if (!ids || !emb) rc = ag_err("out of memory for %lld embeddings", (long long)S);
         for (int64_t i = 0; i < S && ids; i++) ids[i] = i;
         double t0 = MPI_Wtime();
-        if (!rc) rc = ag_encode(&enc, &ds, ids, S, (int)batch, cm->world, emb);
+        if (!rc) rc = ag_encode(&in.enc, &in.ds, ids, S, (int)batch, cm->world, emb);
         double dt = MPI_Wtime() - t0;
         if (!rc && cm->rank == 0) {
-            rc = ag_embeddings_write(out, emb, S, md.hidden_size, model, input, &enc);
+            rc = ag_embeddings_write(out, emb, S, in.md.hidden_size, model, input, &in.enc);
             if (!rc)
                 printf("encoded %lld sentences (%s pooling%s, max length %d) in %.2f s on %d rank%s -> %s\n",
-                       (long long)S, ag_pool_mode_name(enc.pool), enc.normalize ? ", normalized" : "", enc.max_len, dt,
-                       cm->size, cm->size == 1 ? "" : "s", out);
+                       (long long)S, ag_pool_mode_name(in.enc.pool), in.enc.normalize ? ", normalized" : "",
+                       in.enc.max_len, dt, cm->size, cm->size == 1 ? "" : "s", out);
         }
         free(ids);
         bad = rc != 0;
@@ -443,10 +421,8 @@ int ag_cmd_encode(int argc, char **argv) {
     if (rc) fprintf(stderr, "argent encode: %s\n", ag_errmsg());
     else if (any && cm->rank != 0) { /* rank 0 said why */ }
     free(emb);
-    ag_dataset_free(&ds);
-    if (have_model) { ag_bert_free(&m); ag_params_free(&p); }
+    ag_bi_input_free(&in);
     ag_device_close(&dv);
-    ag_model_desc_free(&md);
     ag_cli_free(&c);
     ag_comm_finalize();
     return any ? 1 : 0;

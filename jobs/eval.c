@@ -24,6 +24,7 @@
 #include "jobs/commands.h"
 #include "jobs/crossenc.h"
 #include "jobs/encode.h"
+#include "jobs/runsetup.h"
 #include "nn/error.h"
 #include "nn/evaluate.h"
 #include "nn/evaluate_cross.h"
@@ -286,32 +287,20 @@ static int eval_cross(const char *model, const char *data, const char *name, con
 
 int ag_cmd_eval(int argc, char **argv) {
     ag_cli c;
-    int rc = ag_cli_parse(&c, "argent eval", "Evaluate a bi-encoder (STS correlations, binary classification) or a cross-\n"
-                          "encoder (correlation, classification) on a pair dataset, as sentence-transformers'\n"
-                          "evaluators; a table, and CSV with --csv.",
-                          eval_opts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
-        return rc > 0 ? 0 : 2;
-    }
+    int early = ag_run_parse(&c, "argent eval", "Evaluate a bi-encoder (STS correlations, binary classification) or a cross-\n"
+                            "encoder (correlation, classification) on a pair dataset, as sentence-transformers'\n"
+                            "evaluators; a table, and CSV with --csv.",
+                            eval_opts, argc, argv);
+    if (early >= 0) return early;
+    int rc = 0;
     static const char *const tasks[] = {"sts", "binary", "correlation", "classification", NULL};
     int task = -1;
     long batch = 32, max_len = 0;
     if (c.npos) rc = ag_err("unexpected argument '%s' (see --help)", c.pos[0]);
-    if (!rc) rc = ag_cli_choice(&c, "task", tasks, &task) || ag_cli_long(&c, "batch", &batch) ||
-                  ag_cli_long(&c, "max-length", &max_len);
-    if (!rc && batch <= 0) rc = ag_err("--batch: expected a positive number, got %ld", batch);
-    if (!rc && ag_cli_given(&c, "max-length") && max_len < 2) rc = ag_err("--max-length: expected at least 2, got %ld", max_len);
-    if (rc) {
-        fprintf(stderr, "argent eval: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 2;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "argent eval: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 1;
-    }
+    if (!rc) rc = ag_cli_choice(&c, "task", tasks, &task);
+    if (!rc) rc = ag_run_encode_opts(&c, &batch, &max_len);
+    early = ag_run_begin(&c, "argent eval", rc, &argc, &argv);
+    if (early >= 0) return early;
     const ag_comm *cm = ag_comm_get();
     const char *model = ag_cli_str(&c, "model"), *data = ag_cli_str(&c, "data"), *csv = ag_cli_str(&c, "csv");
     const char *name = ag_cli_str(&c, "name") ? ag_cli_str(&c, "name") : data;
@@ -336,26 +325,15 @@ int ag_cmd_eval(int argc, char **argv) {
         rc = ag_err("--task %s evaluates a cross-encoder, and %s is a %s checkpoint (use --task sts or binary)",
                     tasks[task], model, ag_model_kind_name((ag_model_kind)kind));
     if (task < 0) task = T_STS;
-    ag_model_desc md;
-    ag_bert m;
-    ag_params p;
-    ag_dataset ds;
-    ag_encoder enc;
-    ag_model_desc_init(&md);
-    ag_params_init(&p);
-    ag_dataset_init(&ds);
-    int have_model = 0;
-    if (!rc) rc = ag_load_bi_encoder(model, &md, &m, &p);
-    if (!rc) have_model = 1;
-    if (!rc) rc = ag_dataset_read(data, &ds);
-    if (!rc && ds.n_pairs == 0) rc = ag_err("%s: has no pairs (a dataset of sentences?); eval needs labelled pairs", data);
-    if (!rc) rc = ag_check_dataset_vocab(&ds, data, &md);
-    if (!rc) rc = ag_encoder_init(&enc, &m, &p, &md, (int)max_len);
+    ag_bi_input in;
+    ag_bi_input_init(&in);
+    if (!rc) rc = ag_bi_input_open(&in, model, data, (int)max_len, "eval");
+    const ag_dataset *ds = &in.ds;
     if (!rc && task == 1)
-        for (int64_t i = 0; i < ds.n_pairs; i++)
-            if (isfinite(ds.label[i]) && ds.label[i] != 0 && ds.label[i] != 1) {
+        for (int64_t i = 0; i < ds->n_pairs; i++)
+            if (isfinite(ds->label[i]) && ds->label[i] != 0 && ds->label[i] != 1) {
                 rc = ag_err("%s: pair %lld (line %lld) has label %g; --task binary needs labels 0 or 1", data,
-                            (long long)i, (long long)ds.line[i], ds.label[i]);
+                            (long long)i, (long long)ds->line[i], ds->label[i]);
                 break;
             }
     int bad = rc != 0, any = 0;
@@ -368,7 +346,7 @@ int ag_cmd_eval(int argc, char **argv) {
     double t0 = MPI_Wtime();
     if (!any && task == 0) {
         ag_sts_result r;
-        rc = ag_sts_dataset(&enc, &ds, (int)batch, cm->world, &r, &n);
+        rc = ag_sts_dataset(&in.enc, ds, (int)batch, cm->world, &r, &n);
         if (!rc && cm->rank == 0) {
             printf("STS evaluation of %s on %s (%lld pairs)\n\n", model, name, (long long)n);
             printf("| similarity | Pearson | Spearman |\n|---|---|---|\n");
@@ -387,12 +365,12 @@ int ag_cmd_eval(int argc, char **argv) {
         }
     } else if (!any) {
         float *u, *v, *y;
-        rc = encode_pairs(&enc, &ds, (int)batch, cm->world, &u, &v, &y, &n);
+        rc = encode_pairs(&in.enc, ds, (int)batch, cm->world, &u, &v, &y, &n);
         int *lab = rc ? NULL : malloc((size_t)(n ? n : 1) * sizeof *lab);
         if (!rc && !lab) rc = ag_err("out of memory");
         for (int64_t i = 0; i < n && lab; i++) lab[i] = y[i] != 0;
         ag_binclf_result r;
-        if (!rc) rc = ag_eval_binary(u, v, lab, (size_t)n, enc.C, &r);
+        if (!rc) rc = ag_eval_binary(u, v, lab, (size_t)n, in.enc.C, &r);
         if (!rc && cm->rank == 0) {
             printf("Binary classification evaluation of %s on %s (%lld pairs)\n\n", model, name, (long long)n);
             printf("| similarity | accuracy | threshold | F1 | precision | recall | threshold | AP | MCC |\n"
@@ -425,9 +403,7 @@ int ag_cmd_eval(int argc, char **argv) {
     if (rc) fprintf(stderr, "argent eval: %s\n", ag_errmsg());
     bad = rc != 0;
     MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
-    ag_dataset_free(&ds);
-    if (have_model) { ag_bert_free(&m); ag_params_free(&p); }
-    ag_model_desc_free(&md);
+    ag_bi_input_free(&in);
     ag_cli_free(&c);
     ag_comm_finalize();
     return any ? 1 : 0;

@@ -48,6 +48,7 @@
 #include "jobs/commands.h"
 #include "jobs/crossenc.h"
 #include "jobs/device.h"
+#include "jobs/runsetup.h"
 #include "nn/error.h"
 
 #define PATH_CAP 4096
@@ -400,31 +401,17 @@ static int parse_opts(ag_cli *cli, label_cfg *c) {
 int ag_cmd_label(int argc, char **argv) {
     const char *prog = "argent label";
     ag_cli cli;
-    int rc = ag_cli_parse(&cli, prog,
-                          "Silver-label a pair dataset with a cross-encoder, in resumable chunks over the MPI ranks.\n"
-                          "Writes SILVER.h5 (the pairs with their new labels, source silver) and SILVER.scores.h5\n"
-                          "(logits, probabilities and labels). Run again on the same --out to resume.",
-                          label_opts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());   /* the message names the program */
-        return rc > 0 ? 0 : AG_EXIT_USAGE;
-    }
+    int early = ag_run_parse(&cli, prog,
+                            "Silver-label a pair dataset with a cross-encoder, in resumable chunks over the MPI ranks.\n"
+                            "Writes SILVER.h5 (the pairs with their new labels, source silver) and SILVER.scores.h5\n"
+                            "(logits, probabilities and labels). Run again on the same --out to resume.",
+                            label_opts, argc, argv);
+    if (early >= 0) return early;
     label_cfg c;
-    if (parse_opts(&cli, &c)) {
-        fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
-        ag_cli_free(&cli);
-        return AG_EXIT_USAGE;
-    }
-    if (cli.npos) {
-        fprintf(stderr, "%s: unexpected argument '%s' (all inputs are options; see --help)\n", prog, cli.pos[0]);
-        ag_cli_free(&cli);
-        return AG_EXIT_USAGE;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
-        ag_cli_free(&cli);
-        return AG_EXIT_FAIL;
-    }
+    int rc = parse_opts(&cli, &c);
+    if (!rc && cli.npos) rc = ag_err("unexpected argument '%s' (all inputs are options; see --help)", cli.pos[0]);
+    early = ag_run_begin(&cli, prog, rc, &argc, &argv);
+    if (early >= 0) return early;
     const ag_comm *cm = ag_comm_get();
     MPI_Comm comm = cm->world;
     int rank = cm->rank;
@@ -457,12 +444,7 @@ int ag_cmd_label(int argc, char **argv) {
         else if (c.max_len && ag_cross_set_max_len(&x, (int)c.max_len))
             failed = ag_err_ctx("--max-length") != 0;
     }
-    /* On the GPU the encoder runs on a device copy; the classifier stays on the host. */
-    if (!failed) failed = ag_device_mirror(&dv, &x.p) != 0;
-    if (!failed && dv.gpu) {
-        x.m.ops = dv.ops;
-        x.run_p = &dv.dev;
-    }
+    if (!failed) failed = ag_run_cross_on_device(&x, &dv) != 0;
     int64_t *order = NULL;
     if (!failed) {
         if (c.chunk_size < 1) c.chunk_size = default_chunk_size(ds.n_pairs);

@@ -37,6 +37,7 @@
 #include "jobs/device.h"
 #include "jobs/encode.h"
 #include "jobs/engine.h"
+#include "jobs/runsetup.h"
 #include "nn/bert.h"
 #include "nn/error.h"
 #include "nn/evaluate.h"
@@ -76,16 +77,9 @@ static const ag_cli_opt opts[] = {
     {"eval-every", "N", "evaluation period in steps (0: only at the end)", "0", 0},
     {"eval-batch", "N", "sentences per evaluation batch", "32", 0},
     {"keep", "K", "best (by the evaluation's spearman_cosine) or last", NULL, 0},
-    {"ckpt-every", "N", "checkpoint period in steps (0: only at stops and at the end)", "500", 0},
-    {"keep-ckpts", "N", "resumable checkpoints kept", "2", 0},
-    {"check-every", "N", "compare a parameter checksum across ranks every N steps", "50", 0},
-    {"stop-after", "N", "checkpoint after N steps and exit 85 as if preempted (resume by running again)", NULL, 0},
-    {"log-every", "N", "progress line period when not on a terminal", "10", 0},
+    AG_RUN_CKPT_CLI_OPTS,
     {"progress", "P", "auto (a bar when rank 0's stderr is a terminal), bar, or lines", "auto", 0},
-    {"bucket-mb", "MB", "allreduce bucket size", "25", 0},
-    {"exact", NULL, "fixed-point gradient allreduce (sum independent of the rank count)", NULL, 0},
-    {"no-overlap", NULL, "reduce gradients after the backward instead of during it (benchmarks)", NULL, 0},
-    {"no-shuffle", NULL, "keep the data order (debugging)", NULL, 0},
+    AG_RUN_ALLREDUCE_CLI_OPTS,
     AG_DEVICE_CLI_OPTS,
     {0}};
 
@@ -491,21 +485,7 @@ static int bi_evaluate(void *ctx, ag_engine *e, int64_t step, ag_eval_result *ou
     (void)e;
     (void)step;
     bi_task *t = ctx;
-    ag_sts_result r;
-    int64_t n;
-    if (ag_sts_dataset(&t->enc, &t->eval, t->eval_batch, ag_comm_get()->world, &r, &n)) return -1;
-    char name[48];
-    for (int f = 0; f < AG_SIM_COUNT; f++) {
-        snprintf(name, sizeof name, "pearson_%s", ag_sim_name((ag_sim_fn)f));
-        ag_eval_add(out, name, r.pearson[f]);
-        snprintf(name, sizeof name, "spearman_%s", ag_sim_name((ag_sim_fn)f));
-        ag_eval_add(out, name, r.spearman[f]);
-    }
-    ag_eval_add(out, "pearson_max", r.pearson_max);
-    ag_eval_add(out, "spearman_max", r.spearman_max);
-    out->primary = r.spearman[AG_SIM_COSINE];
-    snprintf(out->primary_name, sizeof out->primary_name, "spearman_cosine");
-    return 0;
+    return ag_run_sts_evaluate(&t->enc, &t->eval, t->eval_batch, out);
 }
 
 static void task_free(bi_task *t) {
@@ -529,7 +509,6 @@ static void task_free(bi_task *t) {
 
 /* Options and inputs -> a ready task and engine config. Errors name the option or file. */
 static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, size_t fpn) {
-    long v;
     double d;
     if (c->npos) return ag_err("unexpected argument '%s' (every input is given with an option; see --help)", c->pos[0]);
     if (ag_cli_choice(c, "loss", loss_names, &t->loss)) return -1;
@@ -548,41 +527,7 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     if (ag_cli_double(c, "margin", &d)) return -1;
     t->margin = (float)d;
     if (!(t->scale > 0)) return ag_err("--scale: expected a positive number");
-#define POS(name, dst, minv)                                                                              \
-    do {                                                                                                  \
-        if (ag_cli_long(c, name, &v)) return -1;                                                          \
-        if (ag_cli_str(c, name) && v < (minv))                                                            \
-            return ag_err("--%s: expected a number >= %d, got %ld", name, (int)(minv), v);               \
-        if (ag_cli_str(c, name)) dst = v;                                                                 \
-    } while (0)
-    POS("batch", ec->global_batch, 1);
-    POS("epochs", ec->epochs, 1);
-    POS("steps", ec->total_steps, 1);
-    POS("warmup", ec->warmup_steps, 0);
-    POS("eval-every", ec->eval_every, 0);
-    POS("ckpt-every", ec->ckpt_every, 0);
-    POS("keep-ckpts", ec->keep_ckpts, 1);
-    POS("check-every", ec->check_every, 0);
-    POS("stop-after", ec->stop_after, 1);
-    POS("log-every", ec->log_every, 1);
-    POS("eval-batch", t->eval_batch, 1);
-    long seed = 42;
-    if (ag_cli_long(c, "seed", &seed)) return -1;
-    if (seed < 0) return ag_err("--seed: expected a number >= 0, got %ld", seed);
-    ec->seed = (uint64_t)seed;
-    if (ag_cli_double(c, "lr", &ec->lr) || ag_cli_double(c, "weight-decay", &ec->weight_decay) ||
-        ag_cli_double(c, "max-grad-norm", &ec->max_grad_norm))
-        return -1;
-    if (!(ec->lr >= 0)) return ag_err("--lr: expected a number >= 0");
-    if (!(ec->weight_decay >= 0)) return ag_err("--weight-decay: expected a number >= 0");
-    if (ag_schedule_parse(ag_cli_str(c, "schedule"), &ec->schedule)) return ag_err_ctx("--schedule");
-    if (ag_cli_double(c, "bucket-mb", &d)) return -1;
-    if (!(d > 0)) return ag_err("--bucket-mb: expected a positive number");
-    ec->ar.bucket_bytes = (size_t)(d * 1048576.0);
-    if (ec->ar.first_bucket_bytes > ec->ar.bucket_bytes) ec->ar.first_bucket_bytes = ec->ar.bucket_bytes;
-    ec->ar.mode = ag_cli_flag(c, "exact") ? AG_AR_EXACT : AG_AR_SUM;
-    ec->no_overlap = ag_cli_flag(c, "no-overlap");
-    ec->no_shuffle = ag_cli_flag(c, "no-shuffle");
+    if (ag_run_engine_opts(c, ec, &t->eval_batch)) return -1;
     static const char *const progress[] = {"lines", "bar", "auto", NULL};
     int prog = 2;
     if (ag_cli_choice(c, "progress", progress, &prog)) return -1;
@@ -655,16 +600,7 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
             return ag_err("--teacher %s: [%lld, %d] embeddings; the data has %lld sentences and the model width %d",
                           tf, (long long)rows, tc, (long long)t->ds[0].n_sentences, t->C);
     }
-    if (ag_cli_given(c, "eval")) {
-        const char *ef = ag_cli_str(c, "eval");
-        ag_dataset_init(&t->eval);
-        t->has_eval = 1;
-        if (ag_dataset_read(ef, &t->eval)) return ag_err_ctx("--eval");
-        if (ag_check_dataset_vocab(&t->eval, ef, &t->md)) return ag_err_ctx("--eval");
-        int64_t lab = 0;
-        for (int64_t i = 0; i < t->eval.n_pairs; i++) lab += isfinite(t->eval.label[i]);
-        if (lab < 2) return ag_err("--eval %s: %lld labelled pairs; the STS evaluator needs at least 2", ef, (long long)lab);
-    }
+    if (ag_cli_given(c, "eval") && ag_run_read_sts_eval(c, &t->md, &t->eval, &t->has_eval)) return -1;
     ec->n_samples = t->n_pairs;
     snprintf(fp, fpn, "loss=%s negatives=%s pooling=%s normalize=%d max-length=%d scale=%g margin=%g only-label=%s "
              "data=%s teacher=%s model=%s fresh=%s", loss_names[t->loss], t->global_neg ? "global" : "local",
@@ -675,71 +611,41 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     return 0;
 }
 
+/* After the run, rank 0: what the gradient allreduce cost (with more than one rank). */
+static void say_allreduce(void *ctx, ag_engine *e, int rc) {
+    (void)ctx;
+    const ag_comm *cm = ag_comm_get();
+    if (cm->rank != 0 || rc < 0) return;
+    ag_ar_stats st;
+    double tc, tx;
+    ag_engine_ar_stats(e, &st);
+    ag_engine_times(e, &tc, &tx);
+    if (st.steps > 0 && cm->size > 1)
+        ag_log0("train-bi: allreduce %d bucket%s, %.1f MB/step; forward+backward %.3f s/step, exposed "
+                "communication %.4f s/step, in flight %.4f s/step", st.n_buckets, st.n_buckets == 1 ? "" : "s",
+                (double)st.bytes / 1e6, tc / (double)st.steps, tx / (double)st.steps, st.t_flight / (double)st.steps);
+}
+
 int ag_cmd_train_bi(int argc, char **argv) {
     ag_cli c;
-    int rc = ag_cli_parse(&c, "argent train-bi",
-                          "Train a bi-encoder on pair datasets (data-parallel under mpirun; GLOBAL batch; resumable).\n"
-                          "Output: OUT/model.h5 (argent export OUT/model.h5 DIR for sentence-transformers).\n"
-                          "Exit codes: 0 done, 1 error, 2 bad usage, 85 checkpointed after a stop signal (run again\n"
-                          "to resume).",
-                          opts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());  /* the message names the command */
-        return rc > 0 ? 0 : 2;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "argent train-bi: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 1;
-    }
-    const ag_comm *cm = ag_comm_get();
+    int early = ag_run_parse(&c, "argent train-bi",
+                            "Train a bi-encoder on pair datasets (data-parallel under mpirun; GLOBAL batch; resumable).\n"
+                            "Output: OUT/model.h5 (argent export OUT/model.h5 DIR for sentence-transformers).\n"
+                            "Exit codes: 0 done, 1 error, 2 bad usage, 85 checkpointed after a stop signal (run again\n"
+                            "to resume).",
+                            opts, argc, argv);
+    if (early >= 0) return early;
+    early = ag_run_begin(&c, "argent train-bi", 0, &argc, &argv);
+    if (early >= 0) return early;
     bi_task t;
     memset(&t, 0, sizeof t);
     t.eval_batch = 32;
     ag_engine_config ec;
     char fp[8192];
-    rc = setup(&c, &t, &ec, fp, sizeof fp);
-    /* Every rank reads the same inputs, so they agree; the maximum makes it certain. */
-    int bad = rc != 0, any = 0;
-    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
-    int code = 0;
-    if (any) {
-        if (rc && cm->rank == 0) fprintf(stderr, "argent train-bi: %s\n", ag_errmsg());
-        else if (rc) ag_logr("train-bi: %s", ag_errmsg());
-        /* Usage errors (options) are 2, input problems 1: the message names which. */
-        code = 1;
-    } else {
-        ag_engine_task task = {&t, bi_step, t.has_eval ? bi_evaluate : NULL};
-        ag_engine *e = NULL;
-        ag_device_say(&t.dv, "train-bi");
-        rc = ag_engine_create(&e, &ec, &task, &t.p, t.n_model, &t.md);
-        if (!rc) {
-            ag_engine_set_fingerprint(e, fp);
-            ag_engine_set_device(e, &t.dv);
-            t.m.grad_hook = ag_engine_grad_hook;
-            t.m.grad_hook_ctx = e;
-            rc = ag_engine_run(e);
-            if (cm->rank == 0 && rc >= 0) {
-                ag_ar_stats st;
-                double tc, tx;
-                ag_engine_ar_stats(e, &st);
-                ag_engine_times(e, &tc, &tx);
-                if (st.steps > 0 && cm->size > 1)
-                    ag_log0("train-bi: allreduce %d bucket%s, %.1f MB/step; forward+backward %.3f s/step, exposed "
-                            "communication %.4f s/step, in flight %.4f s/step", st.n_buckets, st.n_buckets == 1 ? "" : "s",
-                            (double)st.bytes / 1e6, tc / (double)st.steps, tx / (double)st.steps,
-                            st.t_flight / (double)st.steps);
-            }
-        }
-        if (rc < 0) {
-            fprintf(stderr, "argent train-bi: rank %d: %s\n", cm->rank, ag_errmsg());
-            code = 1;
-        } else {
-            code = rc;
-        }
-        ag_engine_free(e);
-    }
-    t.m.grad_hook = NULL;
+    int rc = setup(&c, &t, &ec, fp, sizeof fp);
+    ag_run_stage st = {"train-bi", {&t, bi_step, t.has_eval ? bi_evaluate : NULL}, &t.p, t.n_model, &t.md, &t.dv,
+                       &t.m, fp, NULL, say_allreduce};
+    int code = ag_run_train_stage(&st, &ec, rc);
     task_free(&t);
     ag_cli_free(&c);
     ag_comm_finalize();

@@ -41,6 +41,7 @@
 #include "jobs/device.h"
 #include "jobs/engine.h"
 #include "jobs/metrics.h"
+#include "jobs/runsetup.h"
 #include "nn/error.h"
 #include "nn/evaluate_cross.h"
 #include "nn/rng.h"
@@ -372,21 +373,19 @@ static void xtrain_free(xtrain *t) {
 int ag_cmd_train_cross(int argc, char **argv) {
     const char *prog = "argent train-cross";
     ag_cli cli;
-    int rc = ag_cli_parse(&cli, prog,
-                          "Fine-tune a cross-encoder (BERT + pooler + classifier) on gold pairs, data-parallel over the\n"
-                          "MPI ranks. --out is a run directory: rerunning the command resumes it.",
-                          xopts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "%s\n", ag_errmsg());   /* the message names the program */
-        return rc > 0 ? 0 : AG_EXIT_USAGE;
-    }
+    int early = ag_run_parse(&cli, prog,
+                            "Fine-tune a cross-encoder (BERT + pooler + classifier) on gold pairs, data-parallel over the\n"
+                            "MPI ranks. --out is a run directory: rerunning the command resumes it.",
+                            xopts, argc, argv);
+    if (early >= 0) return early;
+    int rc = 0;
     ag_engine_config ec;
     ag_engine_config_default(&ec);
     long num_labels = 0, batch, epochs, steps = 0, warmup, max_len, seed, eval_every, eval_batch, ckpt_every,
          stop_after = 0, log_every;
     double lr, wd, clip;
     int sched = 2;
-    if (ag_cli_long(&cli, "num-labels", &num_labels) || ag_cli_long(&cli, "batch", &batch) ||
+    int bad_opts = ag_cli_long(&cli, "num-labels", &num_labels) || ag_cli_long(&cli, "batch", &batch) ||
         ag_cli_long(&cli, "epochs", &epochs) || ag_cli_long(&cli, "steps", &steps) ||
         ag_cli_long(&cli, "warmup", &warmup) || ag_cli_long(&cli, "max-length", &max_len) ||
         ag_cli_long(&cli, "seed", &seed) || ag_cli_long(&cli, "eval-every", &eval_every) ||
@@ -402,16 +401,9 @@ int ag_cmd_train_cross(int argc, char **argv) {
                 "--ckpt-every, --stop-after >= 0")) ||
         ((max_len < 3) && ag_err("--max-length: a pair needs at least 3 tokens, got %ld", max_len)) ||
         ((!(lr > 0) || !(wd >= 0) || !(clip >= 0)) && ag_err("--lr must be > 0, --weight-decay and --max-grad-norm >= 0")) ||
-        (cli.npos && ag_err("unexpected argument '%s' (all inputs are options; see --help)", cli.pos[0]))) {
-        fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
-        ag_cli_free(&cli);
-        return AG_EXIT_USAGE;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "%s: %s\n", prog, ag_errmsg());
-        ag_cli_free(&cli);
-        return AG_EXIT_FAIL;
-    }
+        (cli.npos && ag_err("unexpected argument '%s' (all inputs are options; see --help)", cli.pos[0]));
+    early = ag_run_begin(&cli, prog, bad_opts, &argc, &argv);
+    if (early >= 0) return early;
     const ag_comm *cm = ag_comm_get();
     const char *train_path = ag_cli_str(&cli, "train"), *dev_path = ag_cli_str(&cli, "dev");
     const char *out = ag_cli_str(&cli, "out"), *model = ag_cli_str(&cli, "model");
@@ -471,14 +463,11 @@ int ag_cmd_train_cross(int argc, char **argv) {
     if (!failed && t->has_dev) failed = ag_cross_check_data(&t->x, &t->dev, dev_path) != 0;
     if (!failed && t->no_dup && !(t->order = malloc((size_t)t->train.n_pairs * sizeof *t->order)))
         failed = ag_err("out of memory") != 0;
-    /* On the GPU the encoder runs on a device copy; the classifier and the loss stay here. */
-    if (!failed) failed = ag_device_mirror(&t->dv, &t->x.p) != 0;
-    if (!failed && t->dv.gpu) {
-        t->x.m.ops = t->dv.ops;
-        t->x.run_p = &t->dv.dev;
-        /* The classifier's gradient is accumulated here on the host (device-resident training). */
+    /* On the GPU the encoder runs on a device copy; the classifier and the loss stay here, and
+     * the classifier's gradient is accumulated on the host (device-resident training). */
+    if (!failed) failed = ag_run_cross_on_device(&t->x, &t->dv) != 0;
+    if (!failed && t->dv.gpu)
         failed = ag_device_host_grad(&t->dv, t->x.head.w) || ag_device_host_grad(&t->dv, t->x.head.b);
-    }
     if (agree_fail(failed, prog)) goto done;
     ag_device_say(&t->dv, "train-cross");
     if (cm->rank == 0)

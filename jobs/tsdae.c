@@ -38,6 +38,7 @@
 #include "jobs/device.h"
 #include "jobs/encode.h"
 #include "jobs/engine.h"
+#include "jobs/runsetup.h"
 #include "nn/bert.h"
 #include "nn/error.h"
 #include "nn/evaluate.h"
@@ -64,15 +65,8 @@ static const ag_cli_opt opts[] = {
     {"eval-every", "N", "evaluation period in steps (0: only at the end)", "0", 0},
     {"eval-batch", "N", "sentences per evaluation batch", "32", 0},
     {"keep", "K", "best (by the evaluation's spearman_cosine) or last", "last", 0},
-    {"ckpt-every", "N", "checkpoint period in steps (0: only at stops and at the end)", "500", 0},
-    {"keep-ckpts", "N", "resumable checkpoints kept", "2", 0},
-    {"check-every", "N", "compare a parameter checksum across ranks every N steps", "50", 0},
-    {"stop-after", "N", "checkpoint after N steps and exit 85 as if preempted (resume by running again)", NULL, 0},
-    {"log-every", "N", "progress line period when not on a terminal", "10", 0},
-    {"bucket-mb", "MB", "allreduce bucket size", "25", 0},
-    {"exact", NULL, "fixed-point gradient allreduce (sum independent of the rank count)", NULL, 0},
-    {"no-overlap", NULL, "reduce gradients after the backward instead of during it (benchmarks)", NULL, 0},
-    {"no-shuffle", NULL, "keep the data order (debugging)", NULL, 0},
+    AG_RUN_CKPT_CLI_OPTS,
+    AG_RUN_ALLREDUCE_CLI_OPTS,
     AG_DEVICE_CLI_OPTS,
     {0}};
 
@@ -311,21 +305,7 @@ static int tsdae_evaluate(void *ctx, ag_engine *e, int64_t step, ag_eval_result 
     (void)e;
     (void)step;
     tsdae_task *t = ctx;
-    ag_sts_result r;
-    int64_t n;
-    if (ag_sts_dataset(&t->enc, &t->eval, t->eval_batch, ag_comm_get()->world, &r, &n)) return -1;
-    char name[48];
-    for (int f = 0; f < AG_SIM_COUNT; f++) {
-        snprintf(name, sizeof name, "pearson_%s", ag_sim_name((ag_sim_fn)f));
-        ag_eval_add(out, name, r.pearson[f]);
-        snprintf(name, sizeof name, "spearman_%s", ag_sim_name((ag_sim_fn)f));
-        ag_eval_add(out, name, r.spearman[f]);
-    }
-    ag_eval_add(out, "pearson_max", r.pearson_max);
-    ag_eval_add(out, "spearman_max", r.spearman_max);
-    out->primary = r.spearman[AG_SIM_COSINE];
-    snprintf(out->primary_name, sizeof out->primary_name, "spearman_cosine");
-    return 0;
+    return ag_run_sts_evaluate(&t->enc, &t->eval, t->eval_batch, out);
 }
 
 static void task_free(tsdae_task *t) {
@@ -348,7 +328,6 @@ static void task_free(tsdae_task *t) {
 /* ---- the command ---------------------------------------------------------------------- */
 
 static int setup(const ag_cli *c, tsdae_task *t, ag_engine_config *ec, char *fp, size_t fpn) {
-    long v;
     double d;
     if (c->npos) return ag_err("unexpected argument '%s' (every input is given with an option; see --help)", c->pos[0]);
     static const char *const keeps[] = {"last", "best", NULL};
@@ -364,49 +343,15 @@ static int setup(const ag_cli *c, tsdae_task *t, ag_engine_config *ec, char *fp,
     ec->schedule = AG_SCHED_CONSTANT;
     ec->global_batch = 8;
     t->eval_batch = 32;
-#define POS(name, dst, minv)                                                                              \
-    do {                                                                                                  \
-        if (ag_cli_long(c, name, &v)) return -1;                                                          \
-        if (ag_cli_str(c, name) && v < (minv))                                                            \
-            return ag_err("--%s: expected a number >= %d, got %ld", name, (int)(minv), v);               \
-        if (ag_cli_str(c, name)) dst = v;                                                                 \
-    } while (0)
-    POS("batch", ec->global_batch, 1);
-    POS("epochs", ec->epochs, 1);
-    POS("steps", ec->total_steps, 1);
-    POS("warmup", ec->warmup_steps, 0);
-    POS("eval-every", ec->eval_every, 0);
-    POS("ckpt-every", ec->ckpt_every, 0);
-    POS("keep-ckpts", ec->keep_ckpts, 1);
-    POS("check-every", ec->check_every, 0);
-    POS("stop-after", ec->stop_after, 1);
-    POS("log-every", ec->log_every, 1);
-    POS("eval-batch", t->eval_batch, 1);
-#undef POS
-    long seed = 42, max_sent = 0, max_len = 0;
-    if (ag_cli_long(c, "seed", &seed) || ag_cli_long(c, "max-sentences", &max_sent) ||
-        ag_cli_long(c, "max-length", &max_len))
-        return -1;
-    if (seed < 0) return ag_err("--seed: expected a number >= 0, got %ld", seed);
+    if (ag_run_engine_opts(c, ec, &t->eval_batch)) return -1;
+    long max_sent = 0, max_len = 0;
+    if (ag_cli_long(c, "max-sentences", &max_sent) || ag_cli_long(c, "max-length", &max_len)) return -1;
     if (max_sent < 0) return ag_err("--max-sentences: expected a number >= 0, got %ld", max_sent);
     if (ag_cli_given(c, "max-length") && max_len < 3)
         return ag_err("--max-length: expected at least 3 ([CLS], a word, [SEP]), got %ld", max_len);
-    ec->seed = (uint64_t)seed;
-    if (ag_cli_double(c, "lr", &ec->lr) || ag_cli_double(c, "weight-decay", &ec->weight_decay) ||
-        ag_cli_double(c, "max-grad-norm", &ec->max_grad_norm) || ag_cli_double(c, "del-ratio", &d))
-        return -1;
-    if (!(ec->lr >= 0)) return ag_err("--lr: expected a number >= 0");
-    if (!(ec->weight_decay >= 0)) return ag_err("--weight-decay: expected a number >= 0");
+    if (ag_cli_double(c, "del-ratio", &d)) return -1;
     if (!(d >= 0 && d <= 1)) return ag_err("--del-ratio: expected a number in [0, 1], got %g", d);
     t->del_ratio = (float)d;
-    if (ag_schedule_parse(ag_cli_str(c, "schedule"), &ec->schedule)) return ag_err_ctx("--schedule");
-    if (ag_cli_double(c, "bucket-mb", &d)) return -1;
-    if (!(d > 0)) return ag_err("--bucket-mb: expected a positive number");
-    ec->ar.bucket_bytes = (size_t)(d * 1048576.0);
-    if (ec->ar.first_bucket_bytes > ec->ar.bucket_bytes) ec->ar.first_bucket_bytes = ec->ar.bucket_bytes;
-    ec->ar.mode = ag_cli_flag(c, "exact") ? AG_AR_EXACT : AG_AR_SUM;
-    ec->no_overlap = ag_cli_flag(c, "no-overlap");
-    ec->no_shuffle = ag_cli_flag(c, "no-shuffle");
 
     if (ag_device_open(&t->dv, ag_cli_str(c, "device"), ag_cli_str(c, "precision"), ag_comm_get()->local_rank))
         return -1;
@@ -421,78 +366,42 @@ static int setup(const ag_cli *c, tsdae_task *t, ag_engine_config *ec, char *fp,
     if (t->max_len < 3) return ag_err("max length %d: TSDAE needs at least 3 tokens per text", t->max_len);
     if (!(t->tk = tokenizer_from_desc(&t->md))) return ag_err_ctx("--model %s", ag_cli_str(c, "model"));
     if (load_corpus(ag_cli_str(c, "data"), max_sent, t)) return -1;
-    if (ag_cli_given(c, "eval")) {
-        const char *ef = ag_cli_str(c, "eval");
-        ag_dataset_init(&t->eval);
-        t->has_eval = 1;
-        if (ag_dataset_read(ef, &t->eval)) return ag_err_ctx("--eval");
-        if (ag_check_dataset_vocab(&t->eval, ef, &t->md)) return ag_err_ctx("--eval");
-        int64_t lab = 0;
-        for (int64_t i = 0; i < t->eval.n_pairs; i++) lab += isfinite(t->eval.label[i]);
-        if (lab < 2) return ag_err("--eval %s: %lld labelled pairs; the STS evaluator needs at least 2", ef, (long long)lab);
-    }
+    if (ag_cli_given(c, "eval") && ag_run_read_sts_eval(c, &t->md, &t->eval, &t->has_eval)) return -1;
     ec->n_samples = t->n_sent;
     snprintf(fp, fpn, "loss=tsdae del-ratio=%g max-length=%d max-sentences=%ld data=%s model=%s", (double)t->del_ratio,
              t->max_len, max_sent, ag_cli_str(c, "data"), ag_cli_str(c, "model"));
     return 0;
 }
 
+/* Before the run, rank 0: what is trained on and how. */
+static void say_corpus(void *ctx, ag_engine *e) {
+    (void)e;
+    const tsdae_task *t = ctx;
+    if (ag_comm_get()->rank == 0)
+        ag_log0("tsdae: %lld unique sentences, deletion ratio %g, max length %d, CLS pooling, tied decoder "
+                "(%d tensors of its own)", (long long)t->n_sent, (double)t->del_ratio, t->max_len, t->p.n - t->n_model);
+}
+
 int ag_cmd_tsdae(int argc, char **argv) {
     ag_cli c;
-    int rc = ag_cli_parse(&c, "argent tsdae",
-                          "TSDAE pre-training of a bi-encoder on sentences: deletion noise drawn afresh each epoch, CLS\n"
-                          "pooling, a decoder tied to the encoder (data-parallel under mpirun; GLOBAL batch; resumable).\n"
-                          "Output: OUT/model.h5, the encoder as a bi-encoder with CLS pooling (eval, train-bi, export).\n"
-                          "Exit codes: 0 done, 1 error, 2 bad usage, 85 checkpointed after a stop signal (run again\n"
-                          "to resume).",
-                          opts, argc, argv);
-    if (rc) {
-        if (rc < 0) fprintf(stderr, "argent tsdae: %s\n", ag_errmsg());
-        return rc > 0 ? 0 : 2;
-    }
-    if (ag_comm_init(&argc, &argv)) {
-        fprintf(stderr, "argent tsdae: %s\n", ag_errmsg());
-        ag_cli_free(&c);
-        return 1;
-    }
-    const ag_comm *cm = ag_comm_get();
+    int early = ag_run_parse(&c, "argent tsdae",
+                           "TSDAE pre-training of a bi-encoder on sentences: deletion noise drawn afresh each epoch, CLS\n"
+                           "pooling, a decoder tied to the encoder (data-parallel under mpirun; GLOBAL batch; resumable).\n"
+                           "Output: OUT/model.h5, the encoder as a bi-encoder with CLS pooling (eval, train-bi, export).\n"
+                           "Exit codes: 0 done, 1 error, 2 bad usage, 85 checkpointed after a stop signal (run again\n"
+                           "to resume).",
+                           opts, argc, argv);
+    if (early >= 0) return early;
+    early = ag_run_begin(&c, "argent tsdae", 0, &argc, &argv);
+    if (early >= 0) return early;
     tsdae_task t;
     memset(&t, 0, sizeof t);
     ag_engine_config ec;
     char fp[8192];
-    rc = setup(&c, &t, &ec, fp, sizeof fp);
-    int bad = rc != 0, any = 0;
-    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, cm->world);
-    int code = 0;
-    if (any) {
-        if (rc && cm->rank == 0) fprintf(stderr, "argent tsdae: %s\n", ag_errmsg());
-        else if (rc) ag_logr("tsdae: %s", ag_errmsg());
-        code = 1;
-    } else {
-        ag_engine_task task = {&t, tsdae_step, t.has_eval ? tsdae_evaluate : NULL};
-        ag_engine *e = NULL;
-        ag_device_say(&t.dv, "tsdae");
-        rc = ag_engine_create(&e, &ec, &task, &t.p, t.n_model, &t.md);
-        if (!rc) {
-            ag_engine_set_fingerprint(e, fp);
-            ag_engine_set_device(e, &t.dv);
-            if (cm->rank == 0)
-                ag_log0("tsdae: %lld unique sentences, deletion ratio %g, max length %d, CLS pooling, tied decoder "
-                        "(%d tensors of its own)", (long long)t.n_sent, (double)t.del_ratio, t.max_len,
-                        t.p.n - t.n_model);
-            t.m.grad_hook = ag_engine_grad_hook;
-            t.m.grad_hook_ctx = e;
-            rc = ag_engine_run(e);
-        }
-        if (rc < 0) {
-            fprintf(stderr, "argent tsdae: rank %d: %s\n", cm->rank, ag_errmsg());
-            code = 1;
-        } else {
-            code = rc;
-        }
-        ag_engine_free(e);
-    }
-    t.m.grad_hook = NULL;
+    int rc = setup(&c, &t, &ec, fp, sizeof fp);
+    ag_run_stage st = {"tsdae", {&t, tsdae_step, t.has_eval ? tsdae_evaluate : NULL}, &t.p, t.n_model, &t.md, &t.dv,
+                       &t.m, fp, say_corpus, NULL};
+    int code = ag_run_train_stage(&st, &ec, rc);
     task_free(&t);
     ag_cli_free(&c);
     ag_comm_finalize();
