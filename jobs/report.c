@@ -263,10 +263,12 @@ static int plot(const char *gnuplot, const char *dir, const char *stem, const ch
     if (fclose(f)) return ag_err("%s: write failed", gp);
     if (!gnuplot) return 0;
     /* posix_spawn rather than system(): no shell, and no fork of a process holding MPI's
-     * memory registrations. "cd" first: the script names its files relative to plots/. */
-    char cd[PATH_CAP + 16];
+     * memory registrations. "cd" first: the script names its files relative to plots/, and
+     * is itself named relative to it (dir may be a relative path). */
+    char cd[PATH_CAP + 16], script[PATH_CAP];
     snprintf(cd, sizeof cd, "cd '%s'", dir);
-    char *argv[] = {(char *)gnuplot, "-e", cd, gp, NULL};
+    if (pathf(script, sizeof script, "%s.gp", stem)) return -1;
+    char *argv[] = {(char *)gnuplot, "-e", cd, script, NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, gnuplot, NULL, NULL, argv, environ);
     if (rc) {

@@ -3,7 +3,7 @@
 # with recipe variables, at np 2. One mode per ctest:
 #   default  the recipe runs end to end: exit 0, the results table on stdout, report.md,
 #            results.csv (one row per evaluation), a marker per stage, and the curves
-#            (PNGs when gnuplot is installed, else a note in report.md)
+#            (PNGs when gnuplot is installed, also with a relative --out; else a note in report.md)
 #   rerun    the finished pipeline run again: every stage skipped, nothing rewritten, the
 #            same table
 #   resume   a pipeline stopped by SIGUSR1 inside train-cross (fault injection) exits 85
@@ -51,6 +51,10 @@ default)
         n=$(ls "$WORK/run/plots/"*.png 2>/dev/null | wc -l)
         [ "$n" = 6 ] || fail "$n PNG plots, expected 6 (loss and evaluation of 3 training runs)"
         grep -q '](plots/10-bi-gold-silver-eval.png)' "$WORK/run/report.md" || fail "report.md does not show the plots"
+        # The README's way: a relative output folder (the plots are drawn from inside it).
+        (cd "$WORK" && pipe rel "$WORK/rel") || { cat "$WORK/rel.err"; fail "the pipeline with a relative --out exited"; }
+        n=$(ls "$WORK/rel/plots/"*.png 2>/dev/null | wc -l)
+        [ "$n" = 6 ] || { cat "$WORK/rel.out"; fail "relative --out: $n PNG plots, expected 6"; }
     else
         grep -q 'Plots skipped: gnuplot is not installed' "$WORK/run/report.md" || fail "no note about the missing gnuplot"
     fi
