@@ -468,6 +468,18 @@ static int write_attrs(hid_t f, const ag_chunks_config *cfg, int64_t nc, int col
     return 0;
 }
 
+/* Write rows [row0, row0 + rows) of the [N, cols] dataset d (file space fsp) from buf. */
+static int write_rows(hid_t d, hid_t fsp, int64_t row0, int64_t rows, int cols, const float *buf, const char *tmp) {
+    hsize_t start[2] = { (hsize_t)row0, 0 }, count[2] = { (hsize_t)rows, (hsize_t)cols };
+    hid_t msp = H5Screate_simple(2, count, NULL);
+    H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+    int rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, buf) < 0
+                 ? ag_err("%s: writing rows %lld.. failed (disk full?)", tmp, (long long)row0)
+                 : 0;
+    H5Sclose(msp);
+    return rc;
+}
+
 static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t nc, int cols,
                       const ag_chunk_attr *attrs, int n_attrs) {
     char tmp[PATH_LEN + 8];
@@ -515,26 +527,14 @@ static int merge_real(const ag_chunks_config *cfg, const char *out_path, int64_t
             staged += take;
             r += take;
             if (staged == chunk_rows || stage_row0 + staged == N) {
-                hsize_t start[2] = { (hsize_t)stage_row0, 0 }, count[2] = { (hsize_t)staged, (hsize_t)cols };
-                hid_t msp = H5Screate_simple(2, count, NULL);
-                H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
-                if (H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, stage) < 0)
-                    rc = ag_err("%s: writing rows %lld.. failed (disk full?)", tmp, (long long)stage_row0);
-                H5Sclose(msp);
+                rc = write_rows(d, fsp, stage_row0, staged, cols, stage, tmp);
                 stage_row0 += staged;
                 staged = 0;
             }
         }
     }
-    for (int64_t r0 = 0; order && !rc && r0 < N; r0 += chunk_rows) {
-        int64_t take = N - r0 < chunk_rows ? N - r0 : chunk_rows;
-        hsize_t start[2] = { (hsize_t)r0, 0 }, count[2] = { (hsize_t)take, (hsize_t)cols };
-        hid_t msp = H5Screate_simple(2, count, NULL);
-        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
-        if (H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, H5P_DEFAULT, stage + (size_t)r0 * (size_t)cols) < 0)
-            rc = ag_err("%s: writing rows %lld.. failed (disk full?)", tmp, (long long)r0);
-        H5Sclose(msp);
-    }
+    for (int64_t r0 = 0; order && !rc && r0 < N; r0 += chunk_rows)
+        rc = write_rows(d, fsp, r0, N - r0 < chunk_rows ? N - r0 : chunk_rows, cols, stage + (size_t)r0 * (size_t)cols, tmp);
     free(stage);
     free(part);
     if (d >= 0) H5Dclose(d);

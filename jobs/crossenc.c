@@ -369,31 +369,42 @@ static int by_len_desc(const void *a, const void *b) {
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+int ag_cross_longest_first(const ag_cross *x, const ag_dataset *ds, const int64_t *pairs, int64_t n, int64_t *pos) {
+    if (n < 1) return 0;
+    len_pos *lp = malloc((size_t)n * sizeof *lp);
+    if (!lp) return ag_err("out of memory for the length order of %lld pairs", (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t p = pairs ? pairs[i] : i;
+        if (p < 0 || p >= ds->n_pairs) {
+            free(lp);
+            return ag_err("pair index %lld outside the dataset's %lld pairs", (long long)p, (long long)ds->n_pairs);
+        }
+        lp[i].len = ag_cross_pair_len(x, ds, p);
+        lp[i].pos = i;
+    }
+    qsort(lp, (size_t)n, sizeof *lp, by_len_desc);
+    for (int64_t i = 0; i < n; i++) pos[i] = lp[i].pos;
+    free(lp);
+    return 0;
+}
+
 int ag_cross_predict(ag_cross *x, const ag_dataset *ds, const int64_t *pairs, int64_t n, int batch_size,
                      float *logits) {
     if (n < 1) return 0;
     if (batch_size < 1) return ag_err("prediction batch size %d must be >= 1", batch_size);
     int L = ag_cross_labels(x);
-    len_pos *order = malloc((size_t)n * sizeof *order);
+    int64_t *order = malloc((size_t)n * sizeof *order);
     int64_t *bp = malloc((size_t)batch_size * sizeof *bp);
     float *bl = malloc((size_t)batch_size * (size_t)L * sizeof *bl);
     int rc = 0;
     if (!order || !bp || !bl) rc = ag_err("out of memory for predicting %lld pairs", (long long)n);
-    for (int64_t i = 0; !rc && i < n; i++) {
-        if (pairs[i] < 0 || pairs[i] >= ds->n_pairs)
-            rc = ag_err("pair index %lld outside the dataset's %lld pairs", (long long)pairs[i], (long long)ds->n_pairs);
-        else {
-            order[i].len = ag_cross_pair_len(x, ds, pairs[i]);
-            order[i].pos = i;
-        }
-    }
-    if (!rc) qsort(order, (size_t)n, sizeof *order, by_len_desc);
+    if (!rc) rc = ag_cross_longest_first(x, ds, pairs, n, order);
     for (int64_t s = 0; !rc && s < n; s += batch_size) {
         int b = n - s < batch_size ? (int)(n - s) : batch_size;
-        for (int i = 0; i < b; i++) bp[i] = pairs[order[s + i].pos];
+        for (int i = 0; i < b; i++) bp[i] = pairs[order[s + i]];
         rc = ag_cross_forward(x, ds, bp, b, NULL, 0, 0, bl);
         for (int i = 0; !rc && i < b; i++)
-            memcpy(logits + (size_t)order[s + i].pos * L, bl + (size_t)i * L, (size_t)L * sizeof *bl);
+            memcpy(logits + (size_t)order[s + i] * L, bl + (size_t)i * L, (size_t)L * sizeof *bl);
     }
     free(order);
     free(bp);

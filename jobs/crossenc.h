@@ -78,6 +78,10 @@ int ag_cross_check_data(const ag_cross *x, const ag_dataset *ds, const char *pat
 
 /* Length of pair `pair` as the model sees it: min(na + nb + 3, max_len). */
 int ag_cross_pair_len(const ag_cross *x, const ag_dataset *ds, int64_t pair);
+/* pos[0..n) = positions into pairs (pairs NULL: the pair indices 0..n-1) ordered by truncated
+ * length, longest first, ties by position: the order predictions run in. 0, or -1 (a pair
+ * index outside the dataset, out of memory) with ag_err() set. */
+int ag_cross_longest_first(const ag_cross *x, const ag_dataset *ds, const int64_t *pairs, int64_t n, int64_t *pos);
 
 /* Forward of pairs[0..n) (dataset pair indices): logits [n, L] (host). training != 0 applies
  * dropout keyed on keys[i] (required then) and seed; eval needs no keys. */

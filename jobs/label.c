@@ -151,35 +151,6 @@ static int label_chunk(int64_t chunk, int64_t begin, int64_t end, void *vctx, fl
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-typedef struct { int len; int64_t pair; } len_pair;
-
-static int longest_first(const void *a, const void *b) {
-    const len_pair *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return x->pair < y->pair ? -1 : x->pair > y->pair;
-}
-
-/* The processing order: pair indices by truncated length, longest first, ties by index. */
-static int64_t *length_order(const ag_cross *x, const ag_dataset *ds) {
-    int64_t n = ds->n_pairs;
-    len_pair *lp = malloc((size_t)n * sizeof *lp);
-    int64_t *order = malloc((size_t)n * sizeof *order);
-    if (!lp || !order) {
-        free(lp);
-        free(order);
-        ag_err("out of memory for the order of %lld pairs", (long long)n);
-        return NULL;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        lp[i].len = ag_cross_pair_len(x, ds, i);
-        lp[i].pair = i;
-    }
-    qsort(lp, (size_t)n, sizeof *lp, longest_first);
-    for (int64_t i = 0; i < n; i++) order[i] = lp[i].pair;
-    free(lp);
-    return order;
-}
-
 /* Default chunk size: about N/32 chunks' worth, at least 64 pairs (a batch) and at most 2048;
  * it depends on N alone, so a rerun at another rank count finds the same chunks. */
 static long default_chunk_size(int64_t n) {
@@ -448,7 +419,10 @@ int ag_cmd_label(int argc, char **argv) {
     int64_t *order = NULL;
     if (!failed) {
         if (c.chunk_size < 1) c.chunk_size = default_chunk_size(ds.n_pairs);
-        if (!(order = length_order(&x, &ds))) failed = 1;
+        /* The processing order: every pair, longest first (ties by index). */
+        order = malloc((size_t)ds.n_pairs * sizeof *order);
+        if (!order) failed = ag_err("out of memory for the order of %lld pairs", (long long)ds.n_pairs) != 0;
+        else failed = ag_cross_longest_first(&x, &ds, NULL, ds.n_pairs, order) != 0;
     }
     if (agree_fail(failed, comm, rank, prog)) goto done;
     ag_device_say(&dv, "label");
@@ -467,8 +441,7 @@ int ag_cmd_label(int argc, char **argv) {
     MPI_Bcast(data_sha, 65, MPI_CHAR, 0, comm);
     snprintf(settings, sizeof settings,
              "num_labels=%d max_length=%d batch=%ld chunk_size=%ld order=longest_first label=%s threshold=%g positive=%ld",
-             L, x.max_len,
-             c.batch, c.chunk_size, rule_names[c.rule], c.threshold, L >= 2 ? c.positive : 0L);
+             L, x.max_len, c.batch, c.chunk_size, rule_names[c.rule], c.threshold, L >= 2 ? c.positive : 0L);
     snprintf(ident, sizeof ident,
              "{\"model_sha256\": \"%s\", \"data_sha256\": \"%s\", \"n_pairs\": %lld, \"settings\": \"%s\"}\n",
              model_sha, data_sha, (long long)ds.n_pairs, settings);
