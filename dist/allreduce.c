@@ -62,6 +62,16 @@ typedef struct {
     int started, done;
     MPI_Request req;
     double t_start;
+    /* A row-sparse tensor alone in its bucket: rows x row_len values from float rows_off. */
+    int sparse;
+    size_t rows_off, n_rows, row_len;
+    uint64_t *bits;      /* [bit_words] rows with a nonzero value, this rank, then the union */
+    size_t bit_words;
+    int32_t *list;       /* [n_rows] the union's rows, ascending */
+    void *pack;          /* the union's rows packed (float, or int64 in EXACT mode) */
+    size_t pack_cap;     /* bytes */
+    int packed;          /* this step: reduced as pack[0 .. n_list * row_len) */
+    size_t n_list;
 } ar_bucket;
 
 struct ag_ar {
@@ -87,6 +97,8 @@ void ag_ar_config_default(ag_ar_config *cfg) {
     cfg->bucket_bytes = (size_t)25 << 20;
     cfg->exact_frac_bits = 32;
     cfg->overlap = 1;
+    cfg->sparse = 1;
+    cfg->sparse_min_bytes = (size_t)1 << 20;
 }
 
 int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MPI_Comm comm) {
@@ -118,11 +130,19 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
     ar->ready = calloc((size_t)p->n, 1);
     if (!ar->b || !ar->bucket_of || !ar->ready) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory"); }
 
-    /* Walk tensors from last to first; close a bucket once it reaches its size. */
+    /* Walk tensors from last to first; close a bucket once it reaches its size. A row-sparse
+     * tensor closes the bucket before it and takes one of its own. */
     size_t end = p->t[p->n - 1].offset + p->t[p->n - 1].numel;
     int nb = 0;
     ar_bucket *cur = NULL;
     for (int i = p->n - 1; i >= 0; i--) {
+        const ag_tensor_info *ti = &p->t[i];
+        int sparse = cfg.sparse && ti->row_sparse && ti->ndim == 2 && ti->shape[0] > 0 &&
+                     ti->numel * sizeof(float) >= cfg.sparse_min_bytes;
+        if (sparse && cur) {
+            end = cur->off;
+            cur = NULL;
+        }
         if (!cur) {
             cur = &ar->b[nb++];
             cur->first = i;
@@ -136,9 +156,31 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
         cur->off = start;
         cur->cnt = end - start;
         size_t cap = nb == 1 ? cfg.first_bucket_bytes : cfg.bucket_bytes;
-        if (cur->cnt * sizeof(float) >= cap || i == 0) {
+        if (sparse) {
+            cur->sparse = 1;
+            cur->rows_off = ti->offset;
+            cur->n_rows = (size_t)ti->shape[0];
+            cur->row_len = ti->numel / cur->n_rows;
+            cur->bit_words = (cur->n_rows + 63) / 64;
+            cur->bits = calloc(cur->bit_words, sizeof *cur->bits);
+            cur->list = malloc(cur->n_rows * sizeof *cur->list);
+            /* Packed only while at most half the rows are in the union: room for that many,
+             * allocated now so that no step can fail half-way through its collectives. */
+            size_t esz = cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
+            cur->pack_cap = ((cur->n_rows / 2 ? cur->n_rows / 2 : 1) * cur->row_len) * esz;
+            cur->pack = malloc(cur->pack_cap);
+            if (!cur->bits || !cur->list || !cur->pack || cur->n_rows > INT32_MAX || cur->bit_words > INT_MAX) {
+                ar->nb = nb;
+                ag_ar_free(ar);
+                return ag_err("ag_ar_create: out of memory (or too many rows) for the row-sparse tensor '%s'",
+                              ti->name);
+            }
+            ar->st.n_sparse++;
+        }
+        if (cur->cnt * sizeof(float) >= cap || i == 0 || sparse) {
             if (cur->cnt > INT_MAX) {
                 int first = cur->first;
+                ar->nb = nb;
                 ag_ar_free(ar);
                 return ag_err("ag_ar_create: bucket ending at tensor '%s' has %zu floats, over MPI's "
                               "int count limit", p->t[first].name, (size_t)(end - start));
@@ -169,6 +211,11 @@ void ag_ar_free(ag_ar *ar) {
     for (int b = 0; b < ar->nb; b++)
         if (ar->b[b].started && !ar->b[b].done) MPI_Wait(&ar->b[b].req, MPI_STATUS_IGNORE);
     if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
+    for (int b = 0; b < ar->nb; b++) {
+        free(ar->b[b].bits);
+        free(ar->b[b].list);
+        free(ar->b[b].pack);
+    }
     free(ar->b);
     free(ar->bucket_of);
     free(ar->ready);
@@ -189,10 +236,11 @@ void ag_ar_bucket_info(const ag_ar *ar, int b, int *first, int *last, size_t *of
 void ag_ar_get_stats(const ag_ar *ar, ag_ar_stats *st) { *st = ar->st; }
 
 void ag_ar_reset_stats(ag_ar *ar) {
-    int nb = ar->st.n_buckets;
+    int nb = ar->st.n_buckets, ns = ar->st.n_sparse;
     size_t bytes = ar->st.bytes;
     memset(&ar->st, 0, sizeof ar->st);
     ar->st.n_buckets = nb;
+    ar->st.n_sparse = ns;
     ar->st.bytes = bytes;
 }
 
@@ -203,7 +251,7 @@ int ag_ar_begin(ag_ar *ar) {
     memset(ar->ready, 0, (size_t)ar->p->n);
     for (int b = 0; b < ar->nb; b++) {
         ar->b[b].n_ready = 0;
-        ar->b[b].started = ar->b[b].done = 0;
+        ar->b[b].started = ar->b[b].done = ar->b[b].packed = 0;
     }
     if (ar->acc) memset(ar->acc, 0, ar->p->total * sizeof *ar->acc);
     ar->next_start = 0;
@@ -275,11 +323,78 @@ int ag_ar_accumulate(ag_ar *ar) {
     return fold_span(ar, 0, ar->p->total) ? note_failure(ar) : 0;
 }
 
+/* A row-sparse bucket (its gradient already folded into acc in EXACT mode): mark the rows
+ * holding a nonzero value, agree on the union, and pack the union's rows into k->pack (room
+ * for half the rows, allocated at create). Returns the number of values to reduce from
+ * k->pack (k->packed set), or 0 to reduce the bucket densely (more than half the rows in
+ * the union), or -1 when the bitmap's collective failed. */
+static int64_t sparse_pack(ag_ar *ar, ar_bucket *k) {
+    const int exact = ar->cfg.mode == AG_AR_EXACT;
+    const size_t L = k->row_len, R = k->n_rows;
+    double t0 = MPI_Wtime();
+    memset(k->bits, 0, k->bit_words * sizeof *k->bits);
+    #pragma omp parallel for schedule(static)
+    for (size_t w = 0; w < k->bit_words; w++) {
+        uint64_t word = 0;
+        for (size_t r = w * 64; r < R && r < w * 64 + 64; r++) {
+            uint64_t any = 0;
+            if (exact) {
+                const int64_t *a = ar->acc + k->rows_off + r * L;
+                for (size_t j = 0; j < L; j++) any |= (uint64_t)a[j];
+            } else {
+                const uint32_t *g = (const uint32_t *)(ar->p->grad + k->rows_off + r * L);
+                for (size_t j = 0; j < L; j++) any |= g[j];
+            }
+            word |= (uint64_t)(any != 0) << (r - w * 64);
+        }
+        k->bits[w] = word;
+    }
+    double t1 = MPI_Wtime();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, k->bits, (int)k->bit_words, MPI_UINT64_T, MPI_BOR, ar->comm);
+    double t2 = MPI_Wtime();
+    ar->st.t_mpi += t2 - t1;
+    if (rc != MPI_SUCCESS) return ag_err("allreduce: the row bitmap of '%s' could not be combined",
+                                         ar->p->t[k->first].name);
+    size_t n = 0;
+    for (size_t w = 0; w < k->bit_words; w++)
+        for (uint64_t word = k->bits[w]; word; word &= word - 1)
+            k->list[n++] = (int32_t)(w * 64 + (size_t)__builtin_ctzll(word));
+    k->n_list = n;
+    ar->st.sparse_rows += (int64_t)(2 * n > R ? R : n);
+    if (2 * n > R) { ar->st.t_sparse += MPI_Wtime() - t2 + (t1 - t0); return 0; }
+    size_t esz = exact ? sizeof(int64_t) : sizeof(float);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        size_t src = k->rows_off + (size_t)k->list[i] * L;
+        if (exact) memcpy((int64_t *)k->pack + i * L, ar->acc + src, L * esz);
+        else memcpy((float *)k->pack + i * L, ar->p->grad + src, L * esz);
+    }
+    k->packed = 1;
+    ar->st.t_sparse += MPI_Wtime() - t2 + (t1 - t0);
+    return (int64_t)(n * L);
+}
+
+/* Write a packed bucket's reduced rows back (grad, or acc in EXACT mode). */
+static void sparse_unpack(ag_ar *ar, ar_bucket *k) {
+    const int exact = ar->cfg.mode == AG_AR_EXACT;
+    const size_t L = k->row_len;
+    double t0 = MPI_Wtime();
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < k->n_list; i++) {
+        size_t dst = k->rows_off + (size_t)k->list[i] * L;
+        if (exact) memcpy(ar->acc + dst, (const int64_t *)k->pack + i * L, L * sizeof(int64_t));
+        else memcpy(ar->p->grad + dst, (const float *)k->pack + i * L, L * sizeof(float));
+    }
+    k->packed = 0;
+    ar->st.t_sparse += MPI_Wtime() - t0;
+}
+
 static int start_bucket(ag_ar *ar, int b) {
     ar_bucket *k = &ar->b[b];
     int rc, bad = 0;
     void *buf = ar->p->grad + k->off;
     MPI_Datatype type = MPI_FLOAT;
+    size_t count = k->cnt;
     if (ar->cfg.mode == AG_AR_EXACT) {
         /* On a range error the bucket is still reduced: the other ranks are already in this
          * collective, and skipping it would mismatch every later one. */
@@ -287,11 +402,23 @@ static int start_bucket(ag_ar *ar, int b) {
         buf = ar->acc + k->off;
         type = MPI_INT64_T;
     }
+    if (k->sparse) {
+        int64_t m = sparse_pack(ar, k);
+        if (m < 0) {
+            /* An MPI failure (fatal under the default error handler): nothing to match. */
+            note_failure(ar);
+            k->started = 1;
+            k->done = 1;
+            return -1;
+        }
+        if (k->packed) { buf = k->pack; count = (size_t)m; }
+    }
+    ar->st.sent += (double)count * (ar->cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float));
     double t0 = MPI_Wtime();
     if (ar->cfg.overlap)
-        rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)k->cnt, type, MPI_SUM, ar->comm, &k->req);
+        rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, type, MPI_SUM, ar->comm, &k->req);
     else
-        rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)k->cnt, type, MPI_SUM, ar->comm);
+        rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, type, MPI_SUM, ar->comm);
     k->t_start = MPI_Wtime();
     ar->st.t_mpi += k->t_start - t0;
     if (!ar->cfg.overlap) {
@@ -367,6 +494,8 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
     }
     /* (Without overlap the blocking reductions counted their own time as wait.) */
     if (ar->cfg.overlap) ar->st.t_wait += MPI_Wtime() - tw;
+    for (int b = 0; b < ar->nb; b++)
+        if (ar->b[b].packed) sparse_unpack(ar, &ar->b[b]);
     ar->in_step = 0;
     ar->any_started = 0;
     /* Agree on failure: a rank whose gradients are unusable must not be the only one to

@@ -30,7 +30,20 @@
  * folded in by ready()/finish(). Range: every contribution must satisfy |g| < 2^(46-F)
  * (32768 for F=32; resolution 2^-F), leaving 16 bits of headroom for up to 65536 summed
  * contributions; a value outside it, or a NaN/Inf, is an error naming the tensor. EXACT
- * mode keeps an int64 accumulator the size of the gradient buffer (2x its memory). */
+ * mode keeps an int64 accumulator the size of the gradient buffer (2x its memory).
+ *
+ * Row-sparse tensors. A tensor flagged row_sparse in the table (an embedding table: its
+ * gradient is zero except in the rows of the batch's tokens) with at least sparse_min_bytes
+ * gets a bucket of its own, and only its rows that are nonzero on some rank are reduced.
+ * When the bucket starts, each rank marks the rows of its gradient that hold any nonzero bit
+ * (-0.0 counts; in EXACT mode: any nonzero fixed-point value), one small MPI_Allreduce (BOR)
+ * of that bitmap gives every rank the same union, and the union's rows are packed, reduced
+ * and written back. Every other row is +0.0 on every rank, which is what the dense sum would
+ * give, so the result equals the dense reduction; at np 2, and in EXACT mode at any np, bit
+ * for bit (at np > 2 the library's summation order may depend on the message size). The
+ * rows are found by looking at the gradient, so a caller cannot get them wrong; when more
+ * than half the rows are in the union (TSDAE's tied decoder writes every row) the bucket is
+ * reduced densely. */
 #ifndef ARGENT_DIST_ALLREDUCE_H
 #define ARGENT_DIST_ALLREDUCE_H
 #include <mpi.h>
@@ -65,6 +78,8 @@ typedef struct {
     int overlap;               /* 1 (default): start buckets during the backward pass; 0: reduce
                                   them all in ag_ar_finish with blocking MPI_Allreduce (same sums;
                                   faster where ranks share a node's cores, see docs/dist.md) */
+    int sparse;                /* 1 (default): reduce row_sparse tensors by their nonzero rows */
+    size_t sparse_min_bytes;   /* default 1 MiB: smaller row_sparse tensors are reduced densely */
 } ag_ar_config;
 
 /* Timing, accumulated over steps (seconds of wall time, MPI_Wtime). */
@@ -76,6 +91,10 @@ typedef struct {
     double t_wait;      /* blocked in ag_ar_finish waiting for outstanding buckets */
     double t_flight;    /* sum over buckets of (completion seen - start) */
     double t_convert;   /* EXACT: float <-> fixed-point conversion */
+    double t_sparse;    /* row-sparse buckets: finding, packing and unpacking the rows */
+    double sent;        /* bytes actually reduced, summed over steps (sparse buckets: their rows) */
+    int n_sparse;       /* buckets holding a row-sparse tensor */
+    int64_t sparse_rows;/* rows reduced in those buckets, summed over steps (dense fallback: all) */
 } ag_ar_stats;
 
 typedef struct ag_ar ag_ar;

@@ -52,6 +52,7 @@ struct ag_engine {
     int resident;            /* dev with the optimiser on the device (ag_device_resident) */
     int nccl;                /* resident: the device gradient is reduced with NCCL */
     int stale_data, stale_moments; /* resident: p->data / opt.m, opt.v behind the device's */
+    int grad_zero;           /* p->grad is all zeros (AdamW zeroed it as it read it) */
 };
 
 void ag_eval_add(ag_eval_result *r, const char *name, double value) {
@@ -535,6 +536,7 @@ static void make_perm(ag_engine *e, int64_t epoch) {
 
 static int evaluate(ag_engine *e) {
     if (!e->task.evaluate || e->last_eval_step == e->step) return 0;
+    e->grad_zero = 0;   /* the task's evaluation may use the gradient buffer */
     if (agree(e, host_sync(e, 0))) return ag_err_ctx("evaluation at step %lld", (long long)e->step);
     ag_eval_result r;
     memset(&r, 0, sizeof r);
@@ -697,7 +699,8 @@ static int one_step(ag_engine *e) {
     b.gscale = (float)((double)b.count / (double)G);
     if (e->resident) return device_step(e, &b, G);
 
-    ag_params_zero_grad(e->p);
+    if (!e->grad_zero) ag_params_zero_grad(e->p);
+    e->grad_zero = 0;
     int rc = ag_ar_begin(e->ar);
     double loss = 0, t0 = MPI_Wtime();
     if (!rc) rc = ag_fault_point("step", e->step);
@@ -722,11 +725,15 @@ static int one_step(ag_engine *e) {
             return 0;
         }
     }
-    double norm = e->cfg.max_grad_norm > 0 ? ag_clip_grad_norm(e->p, e->cfg.max_grad_norm) : ag_grad_norm(e->p);
+    /* Clipping is folded into AdamW's pass (the same float product as clip_grad_norm_'s),
+     * which also zeroes the gradient for the next step. */
+    double norm = ag_grad_norm(e->p);
     if (!isfinite(norm) || !isfinite(sum_loss))
         return ag_err("step %lld: the loss (%g) or the gradient norm (%g) is not finite; lower --lr or check the "
                       "data", (long long)e->step, sum_loss, norm);
-    if (ag_adamw_step(&e->opt, e->p, lr)) return -1;
+    float clip = e->cfg.max_grad_norm > 0 ? ag_clip_coef(norm, e->cfg.max_grad_norm) : 1.0f;
+    if (ag_adamw_update(&e->opt, e->p, lr, clip, 1)) return -1;
+    e->grad_zero = 1;
     if (e->dev && ag_device_upload(e->dev, e->p)) return ag_err_ctx("step %lld", (long long)e->step);
     step_done(e, G, sum_loss, lr, norm);
     return 0;

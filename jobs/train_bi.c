@@ -620,10 +620,16 @@ static void say_allreduce(void *ctx, ag_engine *e, int rc) {
     double tc, tx;
     ag_engine_ar_stats(e, &st);
     ag_engine_times(e, &tc, &tx);
-    if (st.steps > 0 && cm->size > 1)
-        ag_log0("train-bi: allreduce %d bucket%s, %.1f MB/step; forward+backward %.3f s/step, exposed "
+    if (st.steps > 0 && cm->size > 1) {
+        double n = (double)st.steps;
+        char sparse[160] = "";
+        if (st.n_sparse > 0)
+            snprintf(sparse, sizeof sparse, " (word embeddings: %.0f rows/step reduced, not all)",
+                     (double)st.sparse_rows / n);
+        ag_log0("train-bi: allreduce %d bucket%s, %.1f of %.1f MB/step%s; forward+backward %.3f s/step, exposed "
                 "communication %.4f s/step, in flight %.4f s/step", st.n_buckets, st.n_buckets == 1 ? "" : "s",
-                (double)st.bytes / 1e6, tc / (double)st.steps, tx / (double)st.steps, st.t_flight / (double)st.steps);
+                st.sent / n / 1e6, (double)st.bytes / 1e6, sparse, tc / n, tx / n, st.t_flight / n);
+    }
 }
 
 int ag_cmd_train_bi(int argc, char **argv) {

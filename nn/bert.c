@@ -151,6 +151,7 @@ int ag_emb_register(ag_emb_weights *w, const ag_bert_config *cfg, ag_params *p, 
         reg(p, &w->wpe, prefix, "embeddings.position_embeddings.weight", 2,
             cfg->max_position_embeddings, C))
         return -1;
+    p->t[w->wte].row_sparse = 1;   /* only the batch's tokens get a gradient (dist/allreduce.h) */
     if (cfg->type_vocab_size > 0 &&
         reg(p, &w->wtt, prefix, "embeddings.token_type_embeddings.weight", 2, cfg->type_vocab_size, C))
         return -1;

@@ -73,17 +73,33 @@ static void cpu_acc2d(float *dst, size_t ldd, const float *src, size_t lds, size
         for (size_t c = 0; c < cols; c++) dst[r * ldd + c] += src[r * lds + c];
 }
 
+/* Column sums of one block of COL_BLOCK columns (w of them) of x[N,C], in double, each
+ * column summed in row order; the vector lanes run across columns, so the sums are the
+ * scalar loop's bit for bit. */
+AG_SIMD_CLONES static void col_block_sum(double *acc, const float *x, int N, int C, int w) {
+    for (int c = 0; c < COL_BLOCK; c++) acc[c] = 0.0;
+    if (w == COL_BLOCK) {
+        for (int n = 0; n < N; n++) {
+            const float *row = x + (size_t)n * C;
+            #pragma omp simd
+            for (int c = 0; c < COL_BLOCK; c++) acc[c] += row[c];
+        }
+    } else {
+        for (int n = 0; n < N; n++) {
+            const float *row = x + (size_t)n * C;
+            for (int c = 0; c < w; c++) acc[c] += row[c];
+        }
+    }
+}
+
 /* Column sums of x[N,C] added into sum[C]. */
 static void col_sum_acc(float *sum, const float *x, int N, int C) {
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
     #pragma omp parallel for if ((size_t)N * C > PAR_MIN)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        double acc[COL_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            const float *row = x + (size_t)n * C;
-            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
-        }
+        double acc[COL_BLOCK];
+        col_block_sum(acc, x + c0, N, C, c1 - c0);
         for (int c = c0; c < c1; c++) sum[c] += (float)acc[c - c0];
     }
 }
@@ -434,31 +450,13 @@ static void cpu_tanh_backward(float *din, const float *out, const float *dout, s
 
 /* ---------------------------------------------------------------- dropout */
 
-/* The four uniforms of one Philox block: elements 4*blk .. 4*blk+3 of the draw
- * ag_rng_uniform(seed, AG_RNG_DROPOUT, a, site, index). This mirrors ag_rng_u32's key and
- * counter layout so one block serves four elements (ag_rng_u32 computes a whole block per
- * call); test_ops_fd checks every mask element against ag_rng_uniform itself. */
-static void uniform4(uint64_t seed, uint64_t a, uint32_t site, uint64_t blk, float u[4]) {
-    const uint32_t stream = AG_RNG_DROPOUT;
-    uint32_t key[2] = {(uint32_t)seed ^ (stream * 0x85EBCA6Bu), (uint32_t)(seed >> 32) + stream};
-    uint32_t ctr[4] = {(uint32_t)a, (uint32_t)(a >> 32) ^ ((uint32_t)(blk >> 32) << 16), site,
-                       (uint32_t)blk};
-    uint32_t r[4];
-    ag_philox(key, ctr, r);
-    for (int i = 0; i < 4; i++) u[i] = (float)(r[i] >> 8) * (1.0f / 16777216.0f);
-}
-
-/* Keep mask for elements [j0, j0+n) with consecutive draw indices idx0 + (j - j0). */
+/* Keep mask for elements [j0, j0+n) with consecutive draw indices idx0 + (j - j0):
+ * mask[j] = ag_rng_uniform(seed, AG_RNG_DROPOUT, a, site, idx0 + j) >= p, generated many
+ * Philox blocks at a time (nn/rng.c); test_ops_fd and test_ops_kernels check every mask
+ * element against ag_rng_uniform itself. */
 static void keep_mask(uint8_t *mask, size_t n, uint64_t idx0, uint64_t seed, uint64_t a,
                       uint32_t site, float p) {
-    size_t j = 0;
-    float u[4];
-    while (j < n) {
-        uint64_t idx = idx0 + j;
-        uint64_t blk = idx >> 2;
-        uniform4(seed, a, site, blk, u);
-        for (unsigned k = (unsigned)(idx & 3); k < 4 && j < n; k++, j++) mask[j] = u[k] >= p;
-    }
+    ag_rng_keep_mask(mask, n, seed, AG_RNG_DROPOUT, a, site, idx0, p);
 }
 
 static void cpu_dropout_forward(float *out, uint8_t *mask, const float *in, int B, size_t L,

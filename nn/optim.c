@@ -34,7 +34,7 @@ void ag_adamw_free(ag_adamw *o) {
     memset(o, 0, sizeof *o);
 }
 
-int ag_adamw_step(ag_adamw *o, ag_params *p, double lr) {
+int ag_adamw_update(ag_adamw *o, ag_params *p, double lr, float grad_scale, int zero_grad) {
     if (!o->m || !o->v) return ag_err("ag_adamw_step: optimizer not initialised");
     if (!p || !p->data || p->total != o->n)
         return ag_err("ag_adamw_step: parameter table (%zu floats) does not match the optimizer (%zu)",
@@ -47,23 +47,43 @@ int ag_adamw_step(ag_adamw *o, ag_params *p, double lr) {
     float decay_mul = (float)(1 - lr * o->weight_decay);
     for (int i = 0; i < p->n; i++) {
         const ag_tensor_info *ti = &p->t[i];
-        float *th = p->data + ti->offset, *g = p->grad + ti->offset;
-        float *m = o->m + ti->offset, *v = o->v + ti->offset;
-        int decay = ti->decay && o->weight_decay != 0;
-        /* element-wise: the result does not depend on the thread count */
-        #pragma omp parallel for schedule(static) if (ti->numel > 65536)
-        for (size_t k = 0; k < ti->numel; k++) {
-            float x = th[k], gk = g[k];
-            if (decay) x *= decay_mul;
-            m[k] += w1 * (gk - m[k]);            /* lerp with weight < 0.5, as torch */
-            v[k] = v[k] * b2 + w2 * gk * gk;
-            float den = sqrtf(v[k]) / bc2_sqrt + eps;
-            th[k] = x + -step_size * m[k] / den;
+        float *restrict th = p->data + ti->offset, *restrict g = p->grad + ti->offset;
+        float *restrict m = o->m + ti->offset, *restrict v = o->v + ti->offset;
+        /* x * 1.0f is x bit for bit, so one loop serves tensors without decay and an
+         * unscaled gradient (torch multiplies by the clip coefficient in a pass of its own:
+         * the same float product). Vectorised: this file is built with -fno-math-errno, so
+         * sqrtf is the correctly rounded instruction, as the scalar call was. */
+        const float dm = ti->decay && o->weight_decay != 0 ? decay_mul : 1.0f;
+        const size_t n = ti->numel;
+        /* element-wise: the result does not depend on the thread count. Two copies of the
+         * loop, with and without zeroing, so that neither holds a conditional store (which
+         * keeps -O2 from vectorising). */
+#define ADAMW_ELEMENT(k)                                                                   \
+        float gk = g[k] * grad_scale, x = th[k] * dm;                                      \
+        float mk = m[k] + w1 * (gk - m[k]); /* lerp with weight < 0.5, as torch */         \
+        float vk = v[k] * b2 + w2 * gk * gk;                                               \
+        m[k] = mk;                                                                         \
+        v[k] = vk;                                                                         \
+        th[k] = x + -step_size * mk / (sqrtf(vk) / bc2_sqrt + eps);
+        if (zero_grad) {
+            #pragma omp parallel for simd schedule(static) if (n > 65536)
+            for (size_t k = 0; k < n; k++) {
+                ADAMW_ELEMENT(k)
+                g[k] = 0.0f;
+            }
+        } else {
+            #pragma omp parallel for simd schedule(static) if (n > 65536)
+            for (size_t k = 0; k < n; k++) {
+                ADAMW_ELEMENT(k)
+            }
         }
+#undef ADAMW_ELEMENT
     }
     o->step++;
     return 0;
 }
+
+int ag_adamw_step(ag_adamw *o, ag_params *p, double lr) { return ag_adamw_update(o, p, lr, 1.0f, 0); }
 
 double ag_schedule_factor(const ag_schedule *s, int64_t step) {
     if (s->kind == AG_SCHED_CONSTANT) return 1.0;
@@ -93,25 +113,29 @@ double ag_grad_norm(const ag_params *p) {
     for (int i = 0; i < p->n; i++) {
         const float *g = p->grad + p->t[i].offset;
         size_t n = p->t[i].numel;
-        /* a double sum: its order (thread count) moves the norm by ~1e-16 relative only */
-        #pragma omp parallel for schedule(static) reduction(+ : ss) if (n > 65536)
+        /* a double sum in vector lanes: its order (lanes, thread count) moves the norm by
+         * ~1e-16 relative only (torch sums in float32) */
+        #pragma omp parallel for simd schedule(static) reduction(+ : ss) if (n > 65536)
         for (size_t k = 0; k < n; k++) ss += (double)g[k] * g[k];
     }
     return sqrt(ss);
 }
 
+float ag_clip_coef(double total, double max_norm) {
+    if (!isfinite(total)) return 1.0f;
+    double coef = max_norm / (total + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;
+}
+
 double ag_clip_grad_norm(ag_params *p, double max_norm) {
     double total = ag_grad_norm(p);
-    if (!isfinite(total)) return total;
-    double coef = max_norm / (total + 1e-6);
-    if (coef < 1.0) {
-        float c = (float)coef;
+    float c = ag_clip_coef(total, max_norm);
+    if (c != 1.0f)
         for (int i = 0; i < p->n; i++) {
             float *g = p->grad + p->t[i].offset;
             size_t n = p->t[i].numel;
             #pragma omp parallel for simd schedule(static) if (n > 65536)
             for (size_t k = 0; k < n; k++) g[k] *= c;
         }
-    }
     return total;
 }

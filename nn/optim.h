@@ -35,6 +35,10 @@ void ag_adamw_free(ag_adamw *o);
  *   θ ← θ - lr/(1 - β1^t) · m / (sqrt(v)/sqrt(1 - β2^t) + ε),  t = step + 1.
  * 0, or -1 with ag_err when p does not match the optimizer (other total size). */
 int ag_adamw_step(ag_adamw *o, ag_params *p, double lr);
+/* The same update from the gradient times grad_scale (float product, as clip_grad_norm_'s
+ * in-place multiply; 1.0f: the gradient as it is), in one pass over the memory; with
+ * zero_grad != 0 the gradient is zeroed as it is read (the next step's zero_grad). */
+int ag_adamw_update(ag_adamw *o, ag_params *p, double lr, float grad_scale, int zero_grad);
 
 typedef enum {
     AG_SCHED_CONSTANT = 0,          /* factor 1 */
@@ -61,4 +65,7 @@ double ag_grad_norm(const ag_params *p);
  * min(1, max_norm / (total + 1e-6)); returns total. If total is not finite the gradients are
  * left as they are (torch would turn them into NaN/0) and the caller should skip the step. */
 double ag_clip_grad_norm(ag_params *p, double max_norm);
+/* The multiplier clip_grad_norm_ applies for gradient norm total: (float)(max_norm /
+ * (total + 1e-6)) when that is below 1, else 1.0f (also for a non-finite total). */
+float ag_clip_coef(double total, double max_norm);
 #endif

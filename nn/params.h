@@ -20,6 +20,8 @@ typedef struct {
     size_t offset;  /* in floats, into data and grad */
     size_t numel;
     int decay;      /* 1: AdamW weight decay applies (not for *bias, *LayerNorm.weight/bias) */
+    int row_sparse; /* 1: a 2-D lookup table whose gradient is usually zero outside a few rows
+                       (word embeddings); the allreduce may reduce only the nonzero rows */
 } ag_tensor_info;
 
 typedef struct {

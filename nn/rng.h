@@ -7,6 +7,7 @@
  *   index   element index within that site */
 #ifndef ARGENT_NN_RNG_H
 #define ARGENT_NN_RNG_H
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -21,6 +22,18 @@ void ag_philox(const uint32_t key[2], const uint32_t ctr[4], uint32_t out[4]);
 uint32_t ag_rng_u32(uint64_t seed, uint32_t stream, uint64_t a, uint32_t b, uint64_t index);
 /* Uniform in [0, 1) with 24 random bits. */
 float ag_rng_uniform(uint64_t seed, uint32_t stream, uint64_t a, uint32_t b, uint64_t index);
+/* Dropout keep mask, many Philox blocks at a time (vectorised):
+ * mask[j] = ag_rng_uniform(seed, stream, a, b, idx0 + j) >= p for j < n, bit for bit.
+ * Writes mask[0 .. n) only. */
+void ag_rng_keep_mask(uint8_t *mask, size_t n, uint64_t seed, uint32_t stream, uint64_t a,
+                      uint32_t b, uint64_t idx0, float p);
+/* The passes ag_rng_keep_mask picks from (the widest this CPU has), for tests to run each:
+ * ag_rng_keep_mask_pass is ag_rng_keep_mask through the given one, which must be
+ * supported. */
+enum { AG_RNG_PASS_PORTABLE, AG_RNG_PASS_AVX2, AG_RNG_PASS_AVX512 };
+int ag_rng_pass_supported(int pass);
+void ag_rng_keep_mask_pass(int pass, uint8_t *mask, size_t n, uint64_t seed, uint32_t stream,
+                           uint64_t a, uint32_t b, uint64_t idx0, float p);
 /* Standard normal (Box-Muller over two draws). */
 float ag_rng_normal(uint64_t seed, uint32_t stream, uint64_t a, uint32_t b, uint64_t index);
 #endif

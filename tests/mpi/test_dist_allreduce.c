@@ -2,7 +2,8 @@
  * bucket, tiling), sums equal to a direct serial computation over the same global batch
  * (exact with eighths, within 1e-6 with random floats), ready() in any order with unused
  * tensors and ranks without samples, and the fixed-point EXACT mode bit-identical to the
- * serial fixed-point sum, hence the same bits at every rank count. */
+ * serial fixed-point sum, hence the same bits at every rank count. Row-sparse tensors
+ * (embedding tables) reduced by their nonzero rows give the dense reduction's bits. */
 #include "dist/allreduce.h"
 #include "dist/comm.h"
 #include "nn/error.h"
@@ -272,6 +273,115 @@ static void test_exact(ag_params *p, const ag_comm *c, float *ref) {
     ag_ar_free(ar);
 }
 
+/* ---- row-sparse tensors ---- */
+
+enum { SP_ROWS = 300, SP_LEN = 16 };
+
+/* A small model: a dense tensor, an embedding table flagged row_sparse, two dense after it. */
+static void build_sparse_table(ag_params *p) {
+    ag_params_init(p);
+    ag_params_add(p, "embeddings.word_embeddings.weight", 2, (int64_t[]){ SP_ROWS, SP_LEN });
+    ag_params_add(p, "embeddings.position_embeddings.weight", 2, (int64_t[]){ 20, SP_LEN });
+    ag_params_add(p, "layer.0.weight", 2, (int64_t[]){ 7, 9 });
+    ag_params_add(p, "layer.0.bias", 1, (int64_t[]){ 7 });
+    p->t[0].row_sparse = 1;
+    ag_params_alloc(p);
+}
+
+/* Sample s's gradient: `touch` rows of the table (eighths, so every sum is exact in any
+ * order), every dense element; sample 1 writes -0.0 over all of row 7 and sample 2 a
+ * single -0.0 in row 8 (a row whose only "value" is a negative zero). */
+static void add_sparse_sample(ag_params *p, int64_t s, int touch) {
+    float *emb = p->grad + p->t[0].offset;
+    for (int j = 0; j < touch; j++) {
+        size_t r = (size_t)(synth_key(31, (uint64_t)s, (uint64_t)j) % SP_ROWS);
+        if (r == 7 || r == 8) continue;
+        for (int c = 0; c < SP_LEN; c++) emb[r * SP_LEN + c] += synth_eighths(32, (uint64_t)s, r * SP_LEN + c);
+    }
+    if (s == 1) for (int c = 0; c < SP_LEN; c++) emb[7 * SP_LEN + c] = -0.0f;
+    if (s == 2) emb[8 * SP_LEN + 3] = -0.0f;
+    for (int t = 1; t < p->n; t++)
+        for (size_t e = 0; e < p->t[t].numel; e++)
+            p->grad[p->t[t].offset + e] += synth_eighths(33, (uint64_t)s, p->t[t].offset + e);
+}
+
+/* One step over the global batch [0, G): SUM (this rank's samples summed) or EXACT
+ * (one micro-batch per sample). */
+static int sparse_step(ag_ar *ar, ag_params *p, const ag_comm *c, int exact, int64_t G, int touch) {
+    int64_t b, n;
+    ag_batch_slice(G, c->size, c->rank, &b, &n);
+    if (ag_ar_begin(ar)) return -1;
+    ag_params_zero_grad(p);
+    for (int64_t s = b; s < b + n; s++) {
+        add_sparse_sample(p, s, touch);
+        if (exact && s < b + n - 1) {
+            if (ag_ar_accumulate(ar)) return -1;
+            ag_params_zero_grad(p);
+        }
+    }
+    if (n > 0 && report_ready(ar, p, 0, 0, c->rank)) return -1;
+    return ag_ar_finish(ar, G);
+}
+
+static void test_sparse(const ag_comm *c) {
+    ag_params p;
+    build_sparse_table(&p);
+    float *dense = malloc(p.total * sizeof *dense);
+    char what[200];
+    for (int exact = 0; exact <= 1; exact++)
+        for (int overlap = 0; overlap <= 1; overlap++) {
+            ag_ar_config cfg;
+            ag_ar_config_default(&cfg);
+            cfg.mode = exact ? AG_AR_EXACT : AG_AR_SUM;
+            cfg.overlap = overlap;
+            cfg.first_bucket_bytes = 64;
+            cfg.bucket_bytes = 256;
+            cfg.sparse_min_bytes = 0;
+            ag_ar *sp = NULL, *dn = NULL;
+            ag_ar_create(&sp, &p, &cfg, c->world);
+            cfg.sparse = 0;
+            ag_ar_create(&dn, &p, &cfg, c->world);
+            ag_ar_stats st;
+            ag_ar_get_stats(sp, &st);
+            int first, last;
+            size_t off, cnt;
+            ag_ar_bucket_info(sp, ag_ar_bucket_count(sp) - 1, &first, &last, &off, &cnt);
+            snprintf(what, sizeof what, "sparse (%s, overlap %d): the table has a bucket of its own",
+                     exact ? "exact" : "sum", overlap);
+            check_true(what, st.n_sparse == 1 && first == 0 && last == 0 && off == 0);
+            /* 3 rows per sample (sparse), then 200 (more than half the rows: dense), then 3. */
+            const int touch[3] = { 3, 200, 3 };
+            const int64_t G[3] = { 9, 9, 2 };
+            for (int k = 0; k < 3; k++) {
+                int rd = sparse_step(dn, &p, c, exact, G[k], touch[k]);
+                memcpy(dense, p.grad, p.total * sizeof *dense);
+                int rs = sparse_step(sp, &p, c, exact, G[k], touch[k]);
+                snprintf(what, sizeof what, "sparse (%s, overlap %d, np %d, %d rows per sample, G %lld): the dense "
+                         "reduction's bits", exact ? "exact" : "sum", overlap, c->size, touch[k], (long long)G[k]);
+                check_true(what, rd == 0 && rs == 0 && !memcmp(p.grad, dense, p.total * sizeof *dense));
+            }
+            /* -0.0 alone in row 7 (sample 1) gives -0.0 only when no other rank adds +0.0 there. */
+            ag_ar_get_stats(sp, &st);
+            int64_t dense_rows = SP_ROWS;
+            snprintf(what, sizeof what, "sparse (%s, overlap %d): rows counted (%lld: two sparse steps, one dense)",
+                     exact ? "exact" : "sum", overlap, (long long)st.sparse_rows);
+            check_true(what, st.steps == 3 && st.sparse_rows > dense_rows && st.sparse_rows < dense_rows + 2 * 30 &&
+                             st.sent < 3.0 * p.total * (exact ? 8 : 4));
+            ag_ar_free(sp);
+            ag_ar_free(dn);
+        }
+    /* A table below sparse_min_bytes (default 1 MiB) is reduced densely. */
+    ag_ar *ar = NULL;
+    ag_ar_create(&ar, &p, NULL, c->world);
+    ag_ar_stats st;
+    ag_ar_get_stats(ar, &st);
+    check_true("sparse: a table under sparse_min_bytes stays in the dense buckets", st.n_sparse == 0 &&
+                                                                                  ag_ar_bucket_count(ar) == 1);
+    ag_ar_free(ar);
+    free(dense);
+    ag_params_free(&p);
+}
+
 int main(int argc, char **argv) {
     if (ag_comm_init(&argc, &argv)) ag_fatal("init: %s", ag_errmsg());
     const ag_comm *c = ag_comm_get();
@@ -281,6 +391,7 @@ int main(int argc, char **argv) {
     test_layout(&p, c);
     test_sum(&p, c, ref);
     test_exact(&p, c, ref);
+    test_sparse(c);
     free(ref);
     ag_params_free(&p);
     int mine = check_failed, worst = 0;

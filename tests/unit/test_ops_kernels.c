@@ -5,7 +5,11 @@
  *     causal and fully masked rows; masked keys exactly 0; a NaN score makes its row NaN.
  *   - LayerNorm forward: mean and rstd within 2 ulp of double two-pass statistics (also for
  *     rows far from zero mean), outputs within a few ulp of the formula on them.
- *   - add + LayerNorm (the fused entry): bit for bit the composition, also in place. */
+ *   - add + LayerNorm (the fused entry): bit for bit the composition, also in place.
+ *   - dropout keep masks (ag_rng_keep_mask), through every pass this CPU has: each byte the
+ *     scalar draw's keep test, ag_rng_uniform(...) >= p, for starts inside a block, short
+ *     and ragged lengths, block numbers whose low word wraps, odd p (0, 1, NaN, 2^-24
+ *     steps); nothing written past the end. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -142,7 +146,86 @@ static void layernorm_case(int N, int C, float offset, float scale) {
     free(r); free(res); free(y2); free(res2); free(m2); free(r2);
 }
 
+/* One keep-mask case through `pass`: returns the first wrong index, n when all agree, or
+ * n + 1 when a byte past the end was written. */
+static size_t keep_mask_case(int pass, uint8_t *mask, size_t n, uint64_t seed, uint32_t stream,
+                             uint64_t a, uint32_t b, uint64_t idx0, float p) {
+    const size_t guard = 80;
+    memset(mask, 0xA5, n + guard);
+    ag_rng_keep_mask_pass(pass, mask, n, seed, stream, a, b, idx0, p);
+    for (size_t j = 0; j < n; j++)
+        if (mask[j] != (ag_rng_uniform(seed, stream, a, b, idx0 + j) >= p)) return j;
+    for (size_t j = n; j < n + guard; j++)
+        if (mask[j] != 0xA5) return n + 1;
+    return n;
+}
+
+static void keep_mask_cases(void) {
+    static const char *names[] = {"portable", "AVX2", "AVX-512"};
+    const int passes[] = {AG_RNG_PASS_PORTABLE, AG_RNG_PASS_AVX2, AG_RNG_PASS_AVX512};
+    /* (seed, stream, a, b): a's high word and a block high word both reach counter word 1 */
+    const struct { uint64_t seed; uint32_t stream; uint64_t a; uint32_t b; } keys[] = {
+        {0, AG_RNG_DROPOUT, 0, 0},
+        {42, AG_RNG_DROPOUT, 12345, 17},
+        {0x9E3779B97F4A7C15ull, AG_RNG_DROPOUT, ((uint64_t)7 << 32) | 5, 0xFFFFFFFFu},
+        {~0ull, AG_RNG_NOISE, ~0ull, 3},
+    };
+    /* starts: block-aligned, inside a block, an attention row, block numbers whose low word
+     * wraps within the first groups (index 2^34 is block 2^32), a high block word */
+    const uint64_t starts[] = {0, 1, 2, 3, 4097, (3ull << 40) | (17ull << 20),
+                               (1ull << 34) - 4 * 5, (1ull << 34) - 4 * 20 + 3,
+                               (1ull << 34) - 4 * 40 - 2, (5ull << 40) + 6};
+    const float ps[] = {0.1f, 0.5f, 0.0f, 1.0f, 0x1p-24f, 1.0f - 0x1p-24f, 0x1.99999ap-4f, NAN,
+                        -1.0f};
+    const size_t lens[] = {0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 20, 31, 32, 33, 63, 64, 65, 100,
+                           127, 128, 129, 191, 192, 200, 257, 1000};
+    uint8_t *mask = malloc(1000 + 80);
+    for (int pi = 0; pi < 3; pi++) {
+        if (!ag_rng_pass_supported(passes[pi])) {
+            printf("keep mask: this CPU has no %s pass, not checked\n", names[pi]);
+            continue;
+        }
+        int cases = 0, failed = 0;
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+            for (size_t s = 0; s < sizeof starts / sizeof *starts; s++)
+                for (size_t q = 0; q < sizeof ps / sizeof *ps; q++)
+                    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+                        size_t n = lens[l], bad = keep_mask_case(passes[pi], mask, n, keys[k].seed,
+                                                                 keys[k].stream, keys[k].a, keys[k].b,
+                                                                 starts[s], ps[q]);
+                        cases++;
+                        if (bad == n || ++failed > 5) continue;  /* the first few in full */
+                        char what[200];
+                        snprintf(what, sizeof what, "keep mask %s, key %zu, start %llu, p %g, n %zu: %s %zu",
+                                 names[pi], k, (unsigned long long)starts[s], (double)ps[q], n,
+                                 bad > n ? "wrote past the end," : "differs from ag_rng_uniform at", bad);
+                        check_true(what, 0);
+                    }
+        /* p equal to a draw (element 37 of the case): that element is kept, as u >= p */
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+            for (size_t s = 0; s < sizeof starts / sizeof *starts; s++)
+                for (size_t n = 40; n <= 100; n += 60) {
+                    float p = ag_rng_uniform(keys[k].seed, keys[k].stream, keys[k].a, keys[k].b,
+                                             starts[s] + 37);
+                    size_t bad = keep_mask_case(passes[pi], mask, n, keys[k].seed, keys[k].stream,
+                                                keys[k].a, keys[k].b, starts[s], p);
+                    cases++;
+                    if (bad == n || ++failed > 5) continue;
+                    char what[200];
+                    snprintf(what, sizeof what, "keep mask %s, key %zu, start %llu, p a draw, n %zu: "
+                             "wrong at %zu", names[pi], k, (unsigned long long)starts[s], n, bad);
+                    check_true(what, 0);
+                }
+        char what[160];
+        snprintf(what, sizeof what, "keep mask %s pass: %d cases equal ag_rng_uniform >= p, none "
+                 "written past the end (%d failed)", names[pi], cases, failed);
+        check_true(what, failed == 0);
+    }
+    free(mask);
+}
+
 int main(void) {
+    keep_mask_cases();
     /* row lengths around the 4/8/16-lane widths; spreads up to differences far below -87 */
     const int lens[] = {1, 2, 7, 8, 15, 16, 17, 33, 64, 100, 128, 300};
     const float spreads[] = {0.5f, 8.0f, 40.0f, 200.0f};

@@ -186,12 +186,68 @@ static void test_clip_edges(void) {
     ag_params_free(&p);
 }
 
+/* The engine's fused step (norm, then AdamW reading the gradient times the clip coefficient
+ * and zeroing it) against clip_grad_norm_ followed by AdamW: the same bits in parameters and
+ * moments, over tensors large enough for the threaded vector loop and small odd ones. */
+static void test_fused_update(void) {
+    ag_params a, b;
+    ag_params_init(&a);
+    ag_params_init(&b);
+    const int64_t sizes[4][2] = {{300, 401}, {7, 1}, {70001, 1}, {13, 5}};
+    const char *names[4] = {"embeddings.word_embeddings.weight", "x.bias", "y.LayerNorm.weight", "z.weight"};
+    for (int t = 0; t < 4; t++) {
+        ag_params_add(&a, names[t], 2, sizes[t]);
+        ag_params_add(&b, names[t], 2, sizes[t]);
+    }
+    ag_params_alloc(&a);
+    ag_params_alloc(&b);
+    uint32_t st = 12345;
+    for (size_t i = 0; i < a.total; i++) {
+        st = st * 1664525u + 1013904223u;
+        a.data[i] = b.data[i] = (float)((int)(st >> 8) - (1 << 23)) / (float)(1 << 23);
+        st = st * 1664525u + 1013904223u;
+        a.grad[i] = b.grad[i] = (float)((int)(st >> 8) - (1 << 23)) / (float)(1 << 20);
+    }
+    ag_adamw oa, ob;
+    ag_adamw_init(&oa, &a, 0.01);
+    ag_adamw_init(&ob, &b, 0.01);
+    int same = 1, zeroed = 1, clipped = 0;
+    for (int step = 0; step < 3; step++) {
+        double na = ag_clip_grad_norm(&a, 1.0);
+        ag_adamw_step(&oa, &a, 2e-3);
+        double nb = ag_grad_norm(&b);
+        float c = ag_clip_coef(nb, 1.0);
+        clipped |= c < 1.0f;
+        same &= na == nb && ag_adamw_update(&ob, &b, 2e-3, c, 1) == 0;
+        same &= !memcmp(a.data, b.data, a.total * sizeof(float)) && !memcmp(oa.m, ob.m, a.total * sizeof(float)) &&
+                !memcmp(oa.v, ob.v, a.total * sizeof(float));
+        for (int t = 0; t < b.n; t++)
+            for (size_t i = b.t[t].offset; i < b.t[t].offset + b.t[t].numel; i++)
+                zeroed &= b.grad[i] == 0.0f && !signbit(b.grad[i]);
+        /* next step's gradient (a's is still the clipped one: refill both) */
+        for (size_t i = 0; i < a.total; i++) {
+            st = st * 1664525u + 1013904223u;
+            a.grad[i] = b.grad[i] = (float)((int)(st >> 8) - (1 << 23)) / (float)(1 << (21 + step));
+        }
+    }
+    check_true("fused clip + AdamW (+ zeroing) gives clip_grad_norm_ then AdamW's bits", same && clipped);
+    check_true("fused update leaves the gradient zeroed", zeroed);
+    check_true("clip coefficient: 1 for a small or non-finite norm",
+               ag_clip_coef(0.5, 1.0) == 1.0f && ag_clip_coef(INFINITY, 1.0) == 1.0f && ag_clip_coef(NAN, 1.0) == 1.0f &&
+               ag_clip_coef(4.0, 1.0) == (float)(1.0 / (4.0 + 1e-6)));
+    ag_adamw_free(&oa);
+    ag_adamw_free(&ob);
+    ag_params_free(&a);
+    ag_params_free(&b);
+}
+
 int main(void) {
     agfx fx;
     if (agfx_load(&fx, ARGENT_FIXTURES "/optim.agfx")) return 1;
     test_fit_loop(&fx);
     test_schedules(&fx);
     test_clip_edges();
+    test_fused_update();
     agfx_free(&fx);
     return check_finish();
 }
