@@ -739,6 +739,22 @@ static int one_step(ag_engine *e) {
     return 0;
 }
 
+/* Rank 0, with more than one rank: what the host gradient allreduce cost this run (the
+ * stage's log; bench_overlap.sh reads the "exposed communication" figure). */
+static void say_reduction(ag_engine *e) {
+    ag_ar_stats st;
+    ag_ar_get_stats(e->ar, &st);
+    if (e->rank != 0 || e->nranks < 2 || st.steps < 1) return;
+    double n = (double)st.steps;
+    char sparse[128] = "";
+    if (st.n_sparse > 0)
+        snprintf(sparse, sizeof sparse, " (word embeddings: %.0f rows/step reduced, not all)", (double)st.sparse_rows / n);
+    ag_metrics_note(e->mx, "gradient allreduce: %d bucket%s, %.1f of %.1f MB/step%s; forward+backward %.3f s/step, "
+                    "exposed communication %.4f s/step, in flight %.4f s/step", st.n_buckets,
+                    st.n_buckets == 1 ? "" : "s", st.sent / n / 1e6, (double)st.bytes / 1e6, sparse,
+                    e->t_compute / n, e->t_exposed / n, st.t_flight / n);
+}
+
 int ag_engine_run(ag_engine *e) {
     int rc = 0;
     if (e->rank == 0) rc = mkdir_p(e->out_dir);  /* checkpoints/ is made by the first save */
@@ -802,6 +818,7 @@ int ag_engine_run(ag_engine *e) {
             ag_metrics_note(e->mx, "%s at step %lld: checkpoint %s/ckpt-%06lld.h5 written; exit %d means "
                             "'checkpointed, run me again to resume'", stop ? "stop signal" : "--stop-after reached",
                             (long long)e->step, e->ckpt_dir, (long long)e->step, AG_EXIT_REQUEUE);
+            say_reduction(e);
             return AG_EXIT_REQUEUE;
         }
     }
@@ -826,5 +843,6 @@ int ag_engine_run(ag_engine *e) {
         }
     }
     if (agree(e, rc)) return -1;
+    say_reduction(e);
     return AG_EXIT_OK;
 }

@@ -150,11 +150,14 @@ void ag_metrics_eval(ag_metrics *mx, int64_t step, int n, const char *const *nam
 void ag_metrics_note(ag_metrics *mx, const char *fmt, ...) {
     if (!mx || !mx->active) return;
     clear_bar(mx);
+    /* One write per line: under mpirun, stderr and stdout travel separately and a line
+     * written in pieces can be cut by the other stream's output. */
+    char line[10000];   /* notes may hold a few paths of up to 4 KB */
+    int k = snprintf(line, sizeof line, "argent: %s: ", mx->stage);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "argent: %s: ", mx->stage);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (k >= 0 && (size_t)k < sizeof line) vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s\n", line);
     fflush(stderr);
 }

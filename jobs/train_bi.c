@@ -611,27 +611,6 @@ static int setup(const ag_cli *c, bi_task *t, ag_engine_config *ec, char *fp, si
     return 0;
 }
 
-/* After the run, rank 0: what the gradient allreduce cost (with more than one rank). */
-static void say_allreduce(void *ctx, ag_engine *e, int rc) {
-    (void)ctx;
-    const ag_comm *cm = ag_comm_get();
-    if (cm->rank != 0 || rc < 0) return;
-    ag_ar_stats st;
-    double tc, tx;
-    ag_engine_ar_stats(e, &st);
-    ag_engine_times(e, &tc, &tx);
-    if (st.steps > 0 && cm->size > 1) {
-        double n = (double)st.steps;
-        char sparse[160] = "";
-        if (st.n_sparse > 0)
-            snprintf(sparse, sizeof sparse, " (word embeddings: %.0f rows/step reduced, not all)",
-                     (double)st.sparse_rows / n);
-        ag_log0("train-bi: allreduce %d bucket%s, %.1f of %.1f MB/step%s; forward+backward %.3f s/step, exposed "
-                "communication %.4f s/step, in flight %.4f s/step", st.n_buckets, st.n_buckets == 1 ? "" : "s",
-                st.sent / n / 1e6, (double)st.bytes / 1e6, sparse, tc / n, tx / n, st.t_flight / n);
-    }
-}
-
 int ag_cmd_train_bi(int argc, char **argv) {
     ag_cli c;
     int early = ag_run_parse(&c, "argent train-bi",
@@ -650,7 +629,7 @@ int ag_cmd_train_bi(int argc, char **argv) {
     char fp[8192];
     int rc = setup(&c, &t, &ec, fp, sizeof fp);
     ag_run_stage st = {"train-bi", {&t, bi_step, t.has_eval ? bi_evaluate : NULL}, &t.p, t.n_model, &t.md, &t.dv,
-                       &t.m, fp, NULL, say_allreduce};
+                       &t.m, fp, NULL, NULL};
     int code = ag_run_train_stage(&st, &ec, rc);
     task_free(&t);
     ag_cli_free(&c);
