@@ -60,7 +60,8 @@ typedef struct {
     size_t off, cnt;     /* float span in the flat gradient buffer */
     int n_tensors, n_ready;
     int started, done;
-    MPI_Request req;
+    MPI_Request *req;    /* [max_pieces]: one collective per piece of at most piece_bytes */
+    int max_pieces, n_pieces;
     double t_start;
     /* A row-sparse tensor alone in its bucket: rows x row_len values from float rows_off. */
     int sparse;
@@ -71,6 +72,8 @@ typedef struct {
     void *pack;          /* the union's rows packed (float, or int64 in EXACT mode) */
     size_t pack_cap;     /* bytes */
     int packed;          /* this step: reduced as pack[0 .. n_list * row_len) */
+    int64_t dense_runs;  /* steps in a row whose union held more than half the rows */
+    int64_t skipped;     /* steps reduced densely without looking since the last look */
     size_t n_list;
 } ar_bucket;
 
@@ -99,6 +102,7 @@ void ag_ar_config_default(ag_ar_config *cfg) {
     cfg->overlap = 1;
     cfg->sparse = 1;
     cfg->sparse_min_bytes = (size_t)1 << 20;
+    cfg->piece_bytes = (size_t)16 << 20;
 }
 
 int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MPI_Comm comm) {
@@ -112,6 +116,8 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
     if (cfg.first_bucket_bytes < 4 || cfg.bucket_bytes < 4)
         return ag_err("ag_ar_create: bucket sizes %zu / %zu bytes are below one float",
                       cfg.first_bucket_bytes, cfg.bucket_bytes);
+    if (cfg.piece_bytes < 8)
+        return ag_err("ag_ar_create: piece_bytes %zu is below one value", cfg.piece_bytes);
     if (cfg.mode == AG_AR_EXACT && (cfg.exact_frac_bits < 1 || cfg.exact_frac_bits > 40))
         return ag_err("ag_ar_create: exact_frac_bits %d outside 1..40", cfg.exact_frac_bits);
     /* Buckets are contiguous spans only if tensors sit in registration order. */
@@ -190,6 +196,14 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
         }
     }
     ar->nb = nb;
+    const size_t esz = cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
+    const size_t per_piece = cfg.piece_bytes / esz;
+    for (int b = 0; b < nb; b++) {
+        ar->b[b].max_pieces = (int)((ar->b[b].cnt + per_piece - 1) / per_piece);
+        if (ar->b[b].max_pieces < 1) ar->b[b].max_pieces = 1;
+        ar->b[b].req = malloc((size_t)ar->b[b].max_pieces * sizeof *ar->b[b].req);
+        if (!ar->b[b].req) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory"); }
+    }
     if (cfg.mode == AG_AR_EXACT) {
         ar->acc = calloc(p->total ? p->total : 1, sizeof *ar->acc);
         if (!ar->acc) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory for the %zu-value fixed-point accumulator", p->total); }
@@ -209,12 +223,13 @@ void ag_ar_free(ag_ar *ar) {
     /* A step abandoned mid-way (error path) still has requests in flight: complete them
      * rather than free buffers MPI may still write. */
     for (int b = 0; b < ar->nb; b++)
-        if (ar->b[b].started && !ar->b[b].done) MPI_Wait(&ar->b[b].req, MPI_STATUS_IGNORE);
+        if (ar->b[b].started && !ar->b[b].done) MPI_Waitall(ar->b[b].n_pieces, ar->b[b].req, MPI_STATUSES_IGNORE);
     if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
     for (int b = 0; b < ar->nb; b++) {
         free(ar->b[b].bits);
         free(ar->b[b].list);
         free(ar->b[b].pack);
+        free(ar->b[b].req);
     }
     free(ar->b);
     free(ar->bucket_of);
@@ -402,7 +417,17 @@ static int start_bucket(ag_ar *ar, int b) {
         buf = ar->acc + k->off;
         type = MPI_INT64_T;
     }
-    if (k->sparse) {
+    /* A table whose every step so far needed the dense path (TSDAE's tied decoder writes
+     * all rows) is reduced densely without the scan and the bitmap, looking again every
+     * 64 steps. The union is the same on every rank, so every rank decides the same. */
+    int look = k->sparse;
+    if (look && k->dense_runs >= 2 && k->skipped < 64) {
+        look = 0;
+        k->skipped++;
+        ar->st.sparse_rows += (int64_t)k->n_rows;
+    }
+    if (look) {
+        k->skipped = 0;
         int64_t m = sparse_pack(ar, k);
         if (m < 0) {
             /* An MPI failure (fatal under the default error handler): nothing to match. */
@@ -412,13 +437,28 @@ static int start_bucket(ag_ar *ar, int b) {
             return -1;
         }
         if (k->packed) { buf = k->pack; count = (size_t)m; }
+        k->dense_runs = k->packed ? 0 : k->dense_runs + 1;
     }
-    ar->st.sent += (double)count * (ar->cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float));
+    const size_t esz = ar->cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
+    ar->st.sent += (double)(count * esz);
+    /* In pieces of at most piece_bytes: the library's temporary buffer for a large
+     * reduction is then small enough for malloc to keep and reuse, instead of mapping and
+     * zeroing fresh pages at every step (glibc maps anything above 32 MiB). Each element is
+     * summed in one piece, so the sums are those of a single call. */
+    const size_t per_piece = ar->cfg.piece_bytes / esz;
     double t0 = MPI_Wtime();
-    if (ar->cfg.overlap)
-        rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, type, MPI_SUM, ar->comm, &k->req);
-    else
-        rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, type, MPI_SUM, ar->comm);
+    rc = MPI_SUCCESS;
+    k->n_pieces = 0;
+    for (size_t off = 0; rc == MPI_SUCCESS && (off < count || (count == 0 && off == 0)); off += per_piece) {
+        int n = (int)(count - off < per_piece ? count - off : per_piece);
+        void *at = (char *)buf + off * esz;
+        if (ar->cfg.overlap)
+            rc = MPI_Iallreduce(MPI_IN_PLACE, at, n, type, MPI_SUM, ar->comm, &k->req[k->n_pieces]);
+        else
+            rc = MPI_Allreduce(MPI_IN_PLACE, at, n, type, MPI_SUM, ar->comm);
+        k->n_pieces++;
+        if (count == 0) break;
+    }
     k->t_start = MPI_Wtime();
     ar->st.t_mpi += k->t_start - t0;
     if (!ar->cfg.overlap) {
@@ -454,7 +494,7 @@ int ag_ar_progress(ag_ar *ar) {
         if (!k->started || k->done) continue;
         int flag = 0;
         double t0 = MPI_Wtime();
-        int rc = MPI_Test(&k->req, &flag, MPI_STATUS_IGNORE);
+        int rc = MPI_Testall(k->n_pieces, k->req, &flag, MPI_STATUSES_IGNORE);
         double t1 = MPI_Wtime();
         ar->st.t_mpi += t1 - t0;
         if (rc != MPI_SUCCESS) return ag_err("allreduce: MPI_Test of bucket %d failed", b);
@@ -485,7 +525,7 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
         ar_bucket *k = &ar->b[b];
         if (!k->started || k->done) continue;
         double t0 = MPI_Wtime();
-        int r = MPI_Wait(&k->req, MPI_STATUS_IGNORE);
+        int r = MPI_Waitall(k->n_pieces, k->req, MPI_STATUSES_IGNORE);
         double t1 = MPI_Wtime();
         ar->st.t_mpi += t1 - t0;
         if (r != MPI_SUCCESS && !rc) rc = ag_err("allreduce: MPI_Wait of bucket %d failed", b);

@@ -80,6 +80,9 @@ typedef struct {
                                   faster where ranks share a node's cores, see docs/dist.md) */
     int sparse;                /* 1 (default): reduce row_sparse tensors by their nonzero rows */
     size_t sparse_min_bytes;   /* default 1 MiB: smaller row_sparse tensors are reduced densely */
+    size_t piece_bytes;        /* default 16 MiB: a bucket's reduction is issued as collectives of
+                                  at most this many bytes (below glibc's 32 MiB mmap ceiling, so
+                                  the MPI library's temporaries are reused, not re-mapped) */
 } ag_ar_config;
 
 /* Timing, accumulated over steps (seconds of wall time, MPI_Wtime). */

@@ -199,6 +199,23 @@ static void test_sum(ag_params *p, const ag_comm *c, float *ref) {
     check_true("overlap off: same exact sums", !memcmp(p->grad, ref, p->total * sizeof *ref));
     ag_ar_free(blk);
 
+    /* Buckets reduced in pieces of 44 bytes (11 floats: pieces end inside tensors), with and
+     * without overlap: the same sums. */
+    for (int ov = 0; ov <= 1; ov++) {
+        ag_ar_config pcfg = cfg;
+        pcfg.overlap = ov;
+        pcfg.piece_bytes = 44;
+        ag_ar_create(&blk, p, &pcfg, c->world);
+        check_true("pieces step returns 0", step_sum(blk, p, c, KIND_EIGHTHS, G, 1, 2) == 0);
+        snprintf(what, sizeof what, "pieces of 11 floats (overlap %d): same exact sums", ov);
+        check_true(what, !memcmp(p->grad, ref, p->total * sizeof *ref));
+        ag_ar_free(blk);
+    }
+    ag_ar_config pbad = cfg;
+    pbad.piece_bytes = 4;
+    check_true("piece_bytes below 8 is refused", ag_ar_create(&blk, p, &pbad, c->world) == -1 && !blk &&
+                                                 strstr(ag_errmsg(), "piece_bytes"));
+
     /* Misuse is reported, not crashed on. */
     ag_ar_begin(ar);
     int r1 = ag_ar_ready(ar, 5), r2 = ag_ar_ready(ar, 5), r3 = ag_ar_ready(ar, 99);
@@ -215,6 +232,7 @@ static void test_exact(ag_params *p, const ag_comm *c, float *ref) {
     cfg.mode = AG_AR_EXACT;
     cfg.first_bucket_bytes = 600;
     cfg.bucket_bytes = 5000;
+    cfg.piece_bytes = 1000;   /* each bucket reduced in several collectives */
     ag_ar *ar = NULL;
     check_true("create exact", ag_ar_create(&ar, p, &cfg, c->world) == 0);
     const int64_t G = 11;
@@ -337,9 +355,11 @@ static void test_sparse(const ag_comm *c) {
             cfg.first_bucket_bytes = 64;
             cfg.bucket_bytes = 256;
             cfg.sparse_min_bytes = 0;
+            cfg.piece_bytes = 200 + 56 * overlap;   /* the packed rows go in several pieces */
             ag_ar *sp = NULL, *dn = NULL;
             ag_ar_create(&sp, &p, &cfg, c->world);
             cfg.sparse = 0;
+            cfg.piece_bytes = (size_t)16 << 20;
             ag_ar_create(&dn, &p, &cfg, c->world);
             ag_ar_stats st;
             ag_ar_get_stats(sp, &st);
@@ -367,6 +387,21 @@ static void test_sparse(const ag_comm *c) {
                      exact ? "exact" : "sum", overlap, (long long)st.sparse_rows);
             check_true(what, st.steps == 3 && st.sparse_rows > dense_rows && st.sparse_rows < dense_rows + 2 * 30 &&
                              st.sent < 3.0 * p.total * (exact ? 8 : 4));
+            /* Two dense steps in a row: the next ones skip the scan (reduced densely, all rows
+             * counted) and still give the dense reduction's bits. */
+            const int touch2[3] = { 200, 200, 3 };
+            int64_t before = 0;
+            for (int k = 0; k < 3; k++) {
+                if (k == 2) { ag_ar_get_stats(sp, &st); before = st.sparse_rows; }
+                int rd = sparse_step(dn, &p, c, exact, 9, touch2[k]);
+                memcpy(dense, p.grad, p.total * sizeof *dense);
+                int rs = sparse_step(sp, &p, c, exact, 9, touch2[k]);
+                check_true("sparse after dense steps: the dense reduction's bits",
+                           rd == 0 && rs == 0 && !memcmp(p.grad, dense, p.total * sizeof *dense));
+            }
+            ag_ar_get_stats(sp, &st);
+            check_true("after two dense steps in a row the table is reduced densely without a look",
+                       st.sparse_rows - before == SP_ROWS);
             ag_ar_free(sp);
             ag_ar_free(dn);
         }
