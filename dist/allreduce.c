@@ -69,8 +69,8 @@ typedef struct {
     uint64_t *bits;      /* [bit_words] rows with a nonzero value, this rank, then the union */
     size_t bit_words;
     int32_t *list;       /* [n_rows] the union's rows, ascending */
-    void *pack;          /* the union's rows packed (float, or int64 in EXACT mode) */
-    size_t pack_cap;     /* bytes */
+    void *pack;          /* the union's rows packed (float, or int64 in EXACT mode); room
+                            for half the rows */
     int packed;          /* this step: reduced as pack[0 .. n_list * row_len) */
     int64_t dense_runs;  /* steps in a row whose union held more than half the rows */
     int64_t skipped;     /* steps reduced densely without looking since the last look */
@@ -173,8 +173,7 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
             /* Packed only while at most half the rows are in the union: room for that many,
              * allocated now so that no step can fail half-way through its collectives. */
             size_t esz = cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
-            cur->pack_cap = ((cur->n_rows / 2 ? cur->n_rows / 2 : 1) * cur->row_len) * esz;
-            cur->pack = malloc(cur->pack_cap);
+            cur->pack = malloc((cur->n_rows / 2 ? cur->n_rows / 2 : 1) * cur->row_len * esz);
             if (!cur->bits || !cur->list || !cur->pack || cur->n_rows > INT32_MAX || cur->bit_words > INT_MAX) {
                 ar->nb = nb;
                 ag_ar_free(ar);
@@ -338,6 +337,14 @@ int ag_ar_accumulate(ag_ar *ar) {
     return fold_span(ar, 0, ar->p->total) ? note_failure(ar) : 0;
 }
 
+/* The buffer a bucket reduces from and its value size: the fp32 gradient, or in EXACT mode
+ * the fixed-point accumulator. */
+static char *values(const ag_ar *ar, size_t *esz) {
+    int exact = ar->cfg.mode == AG_AR_EXACT;
+    *esz = exact ? sizeof(int64_t) : sizeof(float);
+    return exact ? (char *)ar->acc : (char *)ar->p->grad;
+}
+
 /* A row-sparse bucket (its gradient already folded into acc in EXACT mode): mark the rows
  * holding a nonzero value, agree on the union, and pack the union's rows into k->pack (room
  * for half the rows, allocated at create). Returns the number of values to reduce from
@@ -377,13 +384,11 @@ static int64_t sparse_pack(ag_ar *ar, ar_bucket *k) {
     k->n_list = n;
     ar->st.sparse_rows += (int64_t)(2 * n > R ? R : n);
     if (2 * n > R) { ar->st.t_sparse += MPI_Wtime() - t2 + (t1 - t0); return 0; }
-    size_t esz = exact ? sizeof(int64_t) : sizeof(float);
+    size_t esz;
+    const char *src = values(ar, &esz);
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        size_t src = k->rows_off + (size_t)k->list[i] * L;
-        if (exact) memcpy((int64_t *)k->pack + i * L, ar->acc + src, L * esz);
-        else memcpy((float *)k->pack + i * L, ar->p->grad + src, L * esz);
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy((char *)k->pack + i * L * esz, src + (k->rows_off + (size_t)k->list[i] * L) * esz, L * esz);
     k->packed = 1;
     ar->st.t_sparse += MPI_Wtime() - t2 + (t1 - t0);
     return (int64_t)(n * L);
@@ -391,15 +396,13 @@ static int64_t sparse_pack(ag_ar *ar, ar_bucket *k) {
 
 /* Write a packed bucket's reduced rows back (grad, or acc in EXACT mode). */
 static void sparse_unpack(ag_ar *ar, ar_bucket *k) {
-    const int exact = ar->cfg.mode == AG_AR_EXACT;
     const size_t L = k->row_len;
     double t0 = MPI_Wtime();
+    size_t esz;
+    char *dst = values(ar, &esz);
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < k->n_list; i++) {
-        size_t dst = k->rows_off + (size_t)k->list[i] * L;
-        if (exact) memcpy(ar->acc + dst, (const int64_t *)k->pack + i * L, L * sizeof(int64_t));
-        else memcpy(ar->p->grad + dst, (const float *)k->pack + i * L, L * sizeof(float));
-    }
+    for (size_t i = 0; i < k->n_list; i++)
+        memcpy(dst + (k->rows_off + (size_t)k->list[i] * L) * esz, (const char *)k->pack + i * L * esz, L * esz);
     k->packed = 0;
     ar->st.t_sparse += MPI_Wtime() - t0;
 }
@@ -446,18 +449,17 @@ static int start_bucket(ag_ar *ar, int b) {
      * zeroing fresh pages at every step (glibc maps anything above 32 MiB). Each element is
      * summed in one piece, so the sums are those of a single call. */
     const size_t per_piece = ar->cfg.piece_bytes / esz;
+    const int pieces = count ? (int)((count + per_piece - 1) / per_piece) : 1;   /* an empty one too */
     double t0 = MPI_Wtime();
     rc = MPI_SUCCESS;
-    k->n_pieces = 0;
-    for (size_t off = 0; rc == MPI_SUCCESS && (off < count || (count == 0 && off == 0)); off += per_piece) {
+    for (k->n_pieces = 0; k->n_pieces < pieces && rc == MPI_SUCCESS; k->n_pieces++) {
+        size_t off = (size_t)k->n_pieces * per_piece;
         int n = (int)(count - off < per_piece ? count - off : per_piece);
         void *at = (char *)buf + off * esz;
         if (ar->cfg.overlap)
             rc = MPI_Iallreduce(MPI_IN_PLACE, at, n, type, MPI_SUM, ar->comm, &k->req[k->n_pieces]);
         else
             rc = MPI_Allreduce(MPI_IN_PLACE, at, n, type, MPI_SUM, ar->comm);
-        k->n_pieces++;
-        if (count == 0) break;
     }
     k->t_start = MPI_Wtime();
     ar->st.t_mpi += k->t_start - t0;

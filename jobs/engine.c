@@ -507,11 +507,6 @@ int ag_engine_progress(ag_engine *e) { return e->cfg.no_overlap || e->dev ? 0 : 
 
 double ag_engine_last_loss(const ag_engine *e) { return e->last_loss; }
 int64_t ag_engine_step(const ag_engine *e) { return e->step; }
-void ag_engine_ar_stats(const ag_engine *e, ag_ar_stats *st) { ag_ar_get_stats(e->ar, st); }
-void ag_engine_times(const ag_engine *e, double *t_compute, double *t_exposed) {
-    if (t_compute) *t_compute = e->t_compute;
-    if (t_exposed) *t_exposed = e->t_exposed;
-}
 
 /* ---- data order ----------------------------------------------------------------------- */
 

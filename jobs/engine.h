@@ -187,12 +187,8 @@ int ag_engine_progress(ag_engine *e);
 struct ag_device;
 void ag_engine_set_device(ag_engine *e, struct ag_device *d);
 
-/* After ag_engine_run: the last step's global loss, the final step, and the allreduce
- * timing (communication time and the part of it hidden under backward). */
+/* After ag_engine_run: the last step's global loss and the final step. (The allreduce's
+ * cost is in the run's log, from the engine itself.) */
 double ag_engine_last_loss(const ag_engine *e);
 int64_t ag_engine_step(const ag_engine *e);
-void ag_engine_ar_stats(const ag_engine *e, ag_ar_stats *st);
-/* Time spent inside task.step (forward + backward), summed over steps, and the time from
- * the end of task.step to the end of the allreduce (communication NOT hidden). */
-void ag_engine_times(const ag_engine *e, double *t_compute, double *t_exposed);
 #endif
