@@ -32,6 +32,6 @@ bi() {
 # that tests can signal mpirun or find the rank processes (its children).
 bi_bg() {
     local np=$1 dir=$2; shift 2
-    ( exec "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" "$ARGENT" train-bi "${MODEL_ARGS[@]}" \
+    ( ARGENT_MPIEXEC_DIRECT=1 exec "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" "$ARGENT" train-bi "${MODEL_ARGS[@]}" \
         --data "${DATA:-$WORK/pairs.h5}" --out "$dir" --lr "${LR:-1e-3}" "$@" >>"$dir.log" 2>&1 ) &
 }
