@@ -75,6 +75,10 @@ typedef struct {
     int64_t dense_runs;  /* steps in a row whose union held more than half the rows */
     int64_t skipped;     /* steps reduced densely without looking since the last look */
     size_t n_list;
+    /* The part bucket (ag_ar_add_part): tensor `first`'s share kept in `own` (and own_acc
+     * in EXACT mode), reduced on its own and added into the tensor's gradient at finish. */
+    float *own;
+    int64_t *own_acc;
 } ar_bucket;
 
 struct ag_ar {
@@ -86,6 +90,7 @@ struct ag_ar {
     int *bucket_of;          /* [n tensors] */
     unsigned char *ready;    /* [n tensors] this step */
     int64_t *acc;            /* EXACT: [p->total] fixed-point sums */
+    int has_part;            /* bucket 0 is a part bucket (ag_ar_add_part) */
     int next_start;          /* first bucket not started this step */
     int in_step;
     int any_started;
@@ -229,6 +234,8 @@ void ag_ar_free(ag_ar *ar) {
         free(ar->b[b].list);
         free(ar->b[b].pack);
         free(ar->b[b].req);
+        free(ar->b[b].own);
+        free(ar->b[b].own_acc);
     }
     free(ar->b);
     free(ar->bucket_of);
@@ -268,6 +275,7 @@ int ag_ar_begin(ag_ar *ar) {
         ar->b[b].started = ar->b[b].done = ar->b[b].packed = 0;
     }
     if (ar->acc) memset(ar->acc, 0, ar->p->total * sizeof *ar->acc);
+    if (ar->has_part && ar->b[0].own_acc) memset(ar->b[0].own_acc, 0, ar->b[0].cnt * sizeof *ar->b[0].own_acc);
     ar->next_start = 0;
     ar->in_step = 1;
     ar->any_started = 0;
@@ -285,18 +293,17 @@ static int tensor_at(const ag_params *p, size_t i) {
     return lo;
 }
 
-/* EXACT: acc[span] += round(grad[span] * 2^F); grad[span] = 0. Values outside the range
- * (and NaN) are left in grad unfolded and reported. The accumulator cannot overflow within
- * the documented limits (|q| < 2^46, at most 65536 contributions per element). */
-static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
+/* EXACT: a[0..cnt) += round(g * 2^F); g = 0. Values outside the range (and NaN) are left
+ * in g unfolded and reported, naming the tensor at flat index off + i. The accumulator
+ * cannot overflow within the documented limits (|q| < 2^46, at most 65536 contributions
+ * per element). */
+static int fold_values(ag_ar *ar, float *g, int64_t *a, size_t cnt, size_t off) {
     const int F = ar->cfg.exact_frac_bits;
     const double limit = ldexp(1.0, 46 - F), scale = ldexp(1.0, F);
     /* Adding and subtracting 1.5 * 2^52 rounds a double of magnitude below 2^51 to the
      * nearest integer, ties to even (the default rounding mode), exactly like llrint but
      * without a libm call per element, so the loop vectorises. */
     const double round_magic = 6755399441055744.0;
-    float *g = ar->p->grad + off;
-    int64_t *a = ar->acc + off;
     double t0 = MPI_Wtime();
     int bad = 0;
     #pragma omp parallel for reduction(|:bad) schedule(static)
@@ -321,6 +328,11 @@ static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
     return ag_err("allreduce (exact mode): out-of-range gradient in [%zu, %zu)", off, off + cnt);
 }
 
+/* EXACT: the gradient buffer's span [off, off + cnt) into the accumulator. */
+static int fold_span(ag_ar *ar, size_t off, size_t cnt) {
+    return fold_values(ar, ar->p->grad + off, ar->acc + off, cnt, off);
+}
+
 /* Remember the first local error of the step (returns -1). */
 static int note_failure(ag_ar *ar) {
     if (!ar->failed) snprintf(ar->errmsg, sizeof ar->errmsg, "%s", ag_errmsg());
@@ -334,7 +346,12 @@ int ag_ar_accumulate(ag_ar *ar) {
     if (ar->any_started)
         return ag_err("ag_ar_accumulate: a bucket already started this step; accumulate earlier "
                       "micro-batches before reporting the last one's tensors ready");
-    return fold_span(ar, 0, ar->p->total) ? note_failure(ar) : 0;
+    int rc = fold_span(ar, 0, ar->p->total);
+    if (ar->has_part) {
+        ar_bucket *k = &ar->b[0];
+        if (fold_values(ar, k->own, k->own_acc, k->cnt, k->off) && !rc) rc = -1;
+    }
+    return rc ? note_failure(ar) : 0;
 }
 
 /* The buffer a bucket reduces from and its value size: the fp32 gradient, or in EXACT mode
@@ -410,14 +427,19 @@ static void sparse_unpack(ag_ar *ar, ar_bucket *k) {
 static int start_bucket(ag_ar *ar, int b) {
     ar_bucket *k = &ar->b[b];
     int rc, bad = 0;
-    void *buf = ar->p->grad + k->off;
+    void *buf = k->own ? k->own : ar->p->grad + k->off;
     MPI_Datatype type = MPI_FLOAT;
     size_t count = k->cnt;
     if (ar->cfg.mode == AG_AR_EXACT) {
         /* On a range error the bucket is still reduced: the other ranks are already in this
          * collective, and skipping it would mismatch every later one. */
-        bad = fold_span(ar, k->off, k->cnt) ? note_failure(ar) : 0;
-        buf = ar->acc + k->off;
+        if (k->own) {
+            bad = fold_values(ar, k->own, k->own_acc, k->cnt, k->off) ? note_failure(ar) : 0;
+            buf = k->own_acc;
+        } else {
+            bad = fold_span(ar, k->off, k->cnt) ? note_failure(ar) : 0;
+            buf = ar->acc + k->off;
+        }
         type = MPI_INT64_T;
     }
     /* A table whose every step so far needed the dense path (TSDAE's tied decoder writes
@@ -517,6 +539,56 @@ int ag_ar_ready(ag_ar *ar, int t) {
     return ag_ar_progress(ar);
 }
 
+int ag_ar_add_part(ag_ar *ar, int t, float **buf) {
+    *buf = NULL;
+    if (ar->in_step) return ag_err("ag_ar_add_part: called inside a step (add the part before ag_ar_begin)");
+    if (t < 0 || t >= ar->p->n) return ag_err("ag_ar_add_part: tensor index %d outside 0..%d", t, ar->p->n - 1);
+    if (ar->has_part) return ag_err("ag_ar_add_part: this allreduce already has a part (tensor '%s')",
+                                    ar->p->t[ar->b[0].first].name);
+    const ag_tensor_info *ti = &ar->p->t[t];
+    if (ti->numel > INT_MAX) return ag_err("ag_ar_add_part: '%s' has %zu values, over MPI's int count limit",
+                                           ti->name, ti->numel);
+    ar_bucket *nb = realloc(ar->b, (size_t)(ar->nb + 1) * sizeof *nb);
+    if (!nb) return ag_err("ag_ar_add_part: out of memory");
+    ar->b = nb;
+    ar_bucket k;
+    memset(&k, 0, sizeof k);
+    k.first = k.last = t;
+    k.off = ti->offset;
+    k.cnt = ti->numel;
+    k.n_tensors = 1;
+    int exact = ar->cfg.mode == AG_AR_EXACT;
+    const size_t esz = exact ? sizeof(int64_t) : sizeof(float), per_piece = ar->cfg.piece_bytes / esz;
+    k.max_pieces = k.cnt ? (int)((k.cnt + per_piece - 1) / per_piece) : 1;
+    k.own = calloc(k.cnt ? k.cnt : 1, sizeof *k.own);
+    k.own_acc = exact ? calloc(k.cnt ? k.cnt : 1, sizeof *k.own_acc) : NULL;
+    k.req = malloc((size_t)k.max_pieces * sizeof *k.req);
+    if (!k.own || (exact && !k.own_acc) || !k.req) {
+        free(k.own); free(k.own_acc); free(k.req);
+        return ag_err("ag_ar_add_part: out of memory for a %zu-value share of '%s'", k.cnt, ti->name);
+    }
+    /* First in the start order: every rank starts it before any other bucket. */
+    memmove(ar->b + 1, ar->b, (size_t)ar->nb * sizeof *ar->b);
+    ar->b[0] = k;
+    ar->nb++;
+    for (int i = 0; i < ar->p->n; i++) ar->bucket_of[i]++;
+    ar->has_part = 1;
+    ar->st.n_buckets = ar->nb;
+    ar->st.bytes += k.cnt * esz;
+    *buf = k.own;
+    return 0;
+}
+
+int ag_ar_part_ready(ag_ar *ar) {
+    if (!ar->in_step) return ag_err("ag_ar_part_ready: outside a step (call ag_ar_begin first)");
+    if (!ar->has_part) return ag_err("ag_ar_part_ready: no part was added (ag_ar_add_part)");
+    if (ar->b[0].n_ready) return ag_err("ag_ar_part_ready: the part of '%s' reported ready twice in one step",
+                                        ar->p->t[ar->b[0].first].name);
+    ar->b[0].n_ready = 1;
+    if (start_ready(ar, 0)) return -1;
+    return ag_ar_progress(ar);
+}
+
 int ag_ar_finish(ag_ar *ar, int64_t global_count) {
     if (!ar->in_step) return ag_err("ag_ar_finish: outside a step (call ag_ar_begin first)");
     if (global_count < 1) return ag_err("ag_ar_finish: global_count %lld must be >= 1", (long long)global_count);
@@ -538,6 +610,24 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
     if (ar->cfg.overlap) ar->st.t_wait += MPI_Wtime() - tw;
     for (int b = 0; b < ar->nb; b++)
         if (ar->b[b].packed) sparse_unpack(ar, &ar->b[b]);
+    if (ar->has_part) {
+        /* The reduced share joins the tensor's reduced gradient; `own` starts the next step
+         * at zero (EXACT: folded, hence zero, already; own_acc is zeroed by begin). */
+        ar_bucket *k = &ar->b[0];
+        double t0 = MPI_Wtime();
+        if (ar->cfg.mode == AG_AR_EXACT) {
+            int64_t *a = ar->acc + k->off;
+            #pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < k->cnt; i++) a[i] += k->own_acc[i];
+            /* out-of-range values stay in `own` unfolded: clear them for the next step */
+            if (ar->failed || rc) memset(k->own, 0, k->cnt * sizeof *k->own);
+        } else {
+            float *g = ar->p->grad + k->off;
+            #pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < k->cnt; i++) { g[i] += k->own[i]; k->own[i] = 0.0f; }
+        }
+        ar->st.t_convert += MPI_Wtime() - t0;
+    }
     ar->in_step = 0;
     ar->any_started = 0;
     /* Agree on failure: a rank whose gradients are unusable must not be the only one to

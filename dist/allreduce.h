@@ -43,7 +43,19 @@
  * for bit (at np > 2 the library's summation order may depend on the message size). The
  * rows are found by looking at the gradient, so a caller cannot get them wrong; when more
  * than half the rows are in the union (TSDAE's tied decoder writes every row) the bucket is
- * reduced densely. */
+ * reduced densely.
+ *
+ * A part. ag_ar_add_part(ar, t, &buf) gives tensor t a second gradient buffer `buf` (its
+ * numel floats, zero) for a dense share of its gradient that is final long before the rest:
+ * TSDAE's tied word embeddings get the LM head's projection gradient (every row, computed
+ * first in the backward) there, and only the lookups' rows (a few hundred, computed last)
+ * in the table. The part has a bucket of its own, first in the start order, started by
+ * ag_ar_part_ready() (or by ag_ar_finish); finish adds the reduced share into tensor t's
+ * reduced gradient and zeroes buf for the next step, so the result is the reduction of the
+ * sum of both buffers: in SUM mode up to fp32 rounding (each share is summed over ranks on
+ * its own, then the two sums are added), in EXACT mode bit for bit the fixed-point sum of
+ * the shares' contributions, rounded per share (so still the same bits at every np for
+ * fixed micro-batches). Every rank must add the same part before its first step. */
 #ifndef ARGENT_DIST_ALLREDUCE_H
 #define ARGENT_DIST_ALLREDUCE_H
 #include <mpi.h>
@@ -118,6 +130,12 @@ int ag_ar_accumulate(ag_ar *ar);
 int ag_ar_ready(ag_ar *ar, int t);
 /* Let outstanding reductions advance (MPI_Test). Cheap; call between layers. */
 int ag_ar_progress(ag_ar *ar);
+/* Give tensor t a part (see above): *buf receives the share's buffer, owned by ar (valid
+ * until ag_ar_free). Outside a step; at most one part per allreduce; every rank alike.
+ * 0, or -1 with ag_errmsg(). */
+int ag_ar_add_part(ag_ar *ar, int t, float **buf);
+/* The part's share is final for this step: starts its bucket (the first one). */
+int ag_ar_part_ready(ag_ar *ar);
 /* Start what is left, wait for everything, scale by 1/global_count. The gradient buffer
  * then holds the global mean gradient on every rank. If any rank hit an error this step
  * (EXACT range errors; its buckets were still reduced so the collectives stay matched), a

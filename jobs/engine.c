@@ -53,6 +53,8 @@ struct ag_engine {
     int nccl;                /* resident: the device gradient is reduced with NCCL */
     int stale_data, stale_moments; /* resident: p->data / opt.m, opt.v behind the device's */
     int grad_zero;           /* p->grad is all zeros (AdamW zeroed it as it read it) */
+    int part_t;              /* ag_engine_request_part's tensor (-1: none) */
+    float *part;             /* its share's buffer when the allreduce keeps one (else NULL) */
 };
 
 void ag_eval_add(ag_eval_result *r, const char *name, double value) {
@@ -450,6 +452,7 @@ int ag_engine_create(ag_engine **out, const ag_engine_config *cfg, const ag_engi
     e->total = cfg->total_steps > 0 ? cfg->total_steps : cfg->epochs * per_epoch;
     e->sched = (ag_schedule){cfg->schedule, cfg->warmup_steps, e->total};
     e->perm_epoch = -1;
+    e->part_t = -1;
     e->last_eval_step = e->last_ckpt_step = e->best_step = -1;
     e->perm = malloc((size_t)cfg->n_samples * sizeof *e->perm);
     e->sample = malloc((size_t)cfg->global_batch * sizeof *e->sample);
@@ -500,6 +503,13 @@ int ag_engine_grad_hook(void *engine, int first, int last) {
     for (int t = first; t <= last; t++)
         if (ag_ar_ready(e->ar, t)) return -1;
     return ag_ar_progress(e->ar);
+}
+
+void ag_engine_request_part(ag_engine *e, int t) { e->part_t = t; }
+float *ag_engine_grad_part(const ag_engine *e) { return e->part; }
+int ag_engine_part_ready(void *engine) {
+    ag_engine *e = engine;
+    return e->part ? ag_ar_part_ready(e->ar) : 0;
 }
 
 int ag_engine_accumulate(ag_engine *e) { return e->nccl ? 0 : ag_ar_accumulate(e->ar); }
@@ -775,6 +785,13 @@ int ag_engine_run(ag_engine *e) {
                             : ar_sum ? "host allreduce (device -> host -> device)" : "host allreduce (exact mode)");
         if (e->nranks > 1 && e->rank == 0 && ar_sum && !e->nccl && why[0])
             ag_metrics_note(e->mx, "NCCL not used: %s", why);
+    }
+    if (e->part_t >= 0 && !e->part) {
+        /* A share kept apart only pays where the host allreduce overlaps the backward:
+         * more than one rank, on the CPU. Every rank must decide alike (a bucket more). */
+        int ok = !e->dev && e->nranks > 1 && !e->cfg.no_overlap && e->cfg.ar.overlap, all = 0;
+        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, e->comm);
+        if (all && agree(e, ag_ar_add_part(e->ar, e->part_t, &e->part))) return -1;
     }
     ag_metrics_resume(e->mx, e->step);
     char model_path[PATH_CAP + 16];

@@ -164,6 +164,17 @@ int ag_engine_run(ag_engine *e);
  * their final gradient for this step; starts the buckets that can start and lets the
  * ones in flight progress. */
 int ag_engine_grad_hook(void *engine, int first, int last);
+/* A dense share of tensor t's gradient that the task can compute apart, long before the
+ * rest (TSDAE: the LM head's projection gradient of the tied word embeddings). Call before
+ * ag_engine_run. Where it pays (np > 1 on the CPU with overlap) the run gives the allreduce
+ * a part for t (dist/allreduce.h, ag_ar_add_part): ag_engine_grad_part then returns its
+ * buffer, into which the task's backward accumulates that share instead of into p->grad,
+ * calling ag_engine_part_ready(engine) once it is final; the reduced share is in p->grad
+ * after the step. Elsewhere ag_engine_grad_part returns NULL and the share goes into p->grad
+ * as usual. */
+void ag_engine_request_part(ag_engine *e, int t);
+float *ag_engine_grad_part(const ag_engine *e);
+int ag_engine_part_ready(void *engine);
 /* Between several backward passes of one step (see the task contract). */
 int ag_engine_accumulate(ag_engine *e);
 /* Let in-flight reductions progress (MPI_Test); cheap, call between pieces of compute. */

@@ -298,6 +298,9 @@ static int tsdae_step(void *ctx, ag_engine *e, const ag_engine_batch *b, double 
     *loss = local * (double)tok[0] / (double)gtok[0];
     ag_engine_progress(e);
     if (t->dv.scaler.enabled) gscale *= ag_device_loss_scale(&t->dv);  /* fp16: unscaled after the step */
+    t->dec.lm_grad = ag_engine_grad_part(e);   /* NULL at np 1 and on the GPU */
+    t->dec.lm_grad_ready = ag_engine_part_ready;
+    t->dec.lm_grad_ctx = e;
     return ag_tsdae_backward(&t->dec, &t->m, P, gscale);
 }
 
@@ -373,10 +376,12 @@ static int setup(const ag_cli *c, tsdae_task *t, ag_engine_config *ec, char *fp,
     return 0;
 }
 
-/* Before the run, rank 0: what is trained on and how. */
-static void say_corpus(void *ctx, ag_engine *e) {
-    (void)e;
+/* Before the run: the LM head's share of the tied word embeddings' gradient is reduced on
+ * its own, as soon as the head's backward has it (see ag_engine_request_part); rank 0 says
+ * what is trained on and how. */
+static void before_run(void *ctx, ag_engine *e) {
     const tsdae_task *t = ctx;
+    ag_engine_request_part(e, t->m.emb.wte);
     if (ag_comm_get()->rank == 0)
         ag_log0("tsdae: %lld unique sentences, deletion ratio %g, max length %d, CLS pooling, tied decoder "
                 "(%d tensors of its own)", (long long)t->n_sent, (double)t->del_ratio, t->max_len, t->p.n - t->n_model);
@@ -400,7 +405,7 @@ int ag_cmd_tsdae(int argc, char **argv) {
     char fp[8192];
     int rc = setup(&c, &t, &ec, fp, sizeof fp);
     ag_run_stage st = {"tsdae", {&t, tsdae_step, t.has_eval ? tsdae_evaluate : NULL}, &t.p, t.n_model, &t.md, &t.dv,
-                       &t.m, fp, say_corpus, NULL};
+                       &t.m, fp, before_run, NULL};
     int code = ag_run_train_stage(&st, &ec, rc);
     task_free(&t);
     ag_cli_free(&c);

@@ -361,6 +361,25 @@ static void dlogits_host(const ag_tsdae *d, const float *logits, float *dl, size
     }
 }
 
+/* The decoder-only tensors' gradients are final as soon as their block's backward is done
+ * (the tied ones are final only after the encoder's backward, which reports them): report
+ * [lo, hi] of ints[0..n) (registered consecutively) through the encoder's backward hook, so
+ * that a training engine starts their allreduce while the rest of the backward runs. */
+static int decoder_hook(const ag_bert *enc, const int *ints, int n, const char *what, int layer) {
+    if (!enc->grad_hook) return 0;
+    int lo = -1, hi = -1;
+    for (int i = 0; i < n; i++) {
+        if (ints[i] < 0) continue;
+        if (lo < 0 || ints[i] < lo) lo = ints[i];
+        if (ints[i] > hi) hi = ints[i];
+    }
+    if (lo < 0) return 0;
+    if (enc->grad_hook(enc->grad_hook_ctx, lo, hi))
+        return layer >= 0 ? ag_err_ctx("tsdae decoder layer %d %s backward hook", layer, what)
+                          : ag_err_ctx("tsdae decoder %s backward hook", what);
+    return 0;
+}
+
 int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
     const ag_bert_config *c = &d->cfg;
     int L = c->num_hidden_layers, C = c->hidden_size, H = c->num_attention_heads;
@@ -385,9 +404,14 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
     }
     const float *x_last = L > 0 ? d->layer_acts[L - 1].ffn.out : d->emb_acts.out;
     float *g0 = d->d_head[0], *g1 = d->d_head[1];
+    if (d->lm_grad && !host_backend(d))
+        return ag_err("tsdae: a separate LM-head gradient (lm_grad) needs the CPU backend");
     ops->zero(g0, N * C);
-    ops->linear_backward(g0, PG(p, d->emb.wte), PG(p, d->out_b), d->d_logits, d->head_out,
-                         PD(p, d->emb.wte), (int)N, C, V);
+    ops->linear_backward(g0, d->lm_grad ? d->lm_grad : PG(p, d->emb.wte), PG(p, d->out_b), d->d_logits,
+                         d->head_out, PD(p, d->emb.wte), (int)N, C, V);
+    /* The LM head's share of the tied embeddings is final (first: it starts before all). */
+    if (d->lm_grad && d->lm_grad_ready && d->lm_grad_ready(d->lm_grad_ctx))
+        return ag_err_ctx("tsdae: LM-head gradient ready hook");
     ops->zero(g1, N * C);
     ops->layernorm_backward(g1, PG(p, d->tr_ln_w), PG(p, d->tr_ln_b), g0, d->head_act,
                             d->head_mean, d->head_rstd, PD(p, d->tr_ln_w), (int)N, C);
@@ -397,6 +421,9 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
     ops->zero(cur, N * C);
     ops->linear_backward(cur, PG(p, d->tr_w), PG(p, d->tr_b), g0, x_last, PD(p, d->tr_w),
                          (int)N, C, C);
+    /* The LM head's own tensors (its projection is the tied word embeddings) are final. */
+    if (decoder_hook(enc, (const int[]){d->tr_w, d->tr_b, d->tr_ln_w, d->tr_ln_b, d->out_b}, 5, "LM head", -1))
+        return -1;
 
     /* Decoder layers, last first. cur = d(layer output) on entry, d(layer input) on exit;
      * every cross-attention adds its share of d(s) into d_mem. */
@@ -409,6 +436,10 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
         ops->zero(cur, N * C);
         if (ag_attn_backward(ops, p, &d->layer[l].cross, &la->cross, &d->ws, nxt, cur, d->d_mem, C, H))
             return ag_err_ctx("tsdae decoder layer %d backward (cross-attention)", l);
+        const ag_attn_weights *cw = &d->layer[l].cross;
+        if (decoder_hook(enc, (const int[]){cw->q_w, cw->q_b, cw->k_w, cw->k_b, cw->v_w, cw->v_b, cw->o_w,
+                                            cw->o_b, cw->ln_w, cw->ln_b}, 10, "cross-attention", l))
+            return -1;
         ops->zero(nxt, N * C);
         if (ag_attn_backward(ops, p, &d->layer[l].self, &la->self, &d->ws, cur, nxt, nxt, C, H))
             return ag_err_ctx("tsdae decoder layer %d backward (self-attention)", l);

@@ -115,6 +115,14 @@ typedef struct {
     float *h_dlogits;       /* [B,Tq,V] host staging (non-CPU backends only) */
     float *d_mem;           /* [B,C] gradient of s */
     float *d_enc;           /* [B,Ts,C] encoder hidden-state gradient (position 0 only) */
+    /* The LM head's share of the tied word embeddings' gradient (NULL, the default: into
+     * p->grad with the lookups'). Set, a [V,C] buffer of the CPU backend: the backward
+     * accumulates that share there instead and calls lm_grad_ready(lm_grad_ctx) as soon as
+     * it is final, before any other report, so that a data-parallel caller reduces it while
+     * the rest of the backward runs (jobs/engine.h, ag_engine_grad_part). */
+    float *lm_grad;
+    int (*lm_grad_ready)(void *ctx);
+    void *lm_grad_ctx;
 } ag_tsdae;
 
 /* Registers the decoder-only tensors (names above) in p, after ag_bert_register(enc) and
@@ -147,7 +155,10 @@ int ag_tsdae_forward(ag_tsdae *d, ag_bert *enc, const ag_params *p, const ag_ber
  * here with d(hidden) at position 0 only). gscale = 1 for a plain step; a data-parallel
  * caller picks it so that summing over ranks gives the global loss's gradient (e.g.
  * B_local / B_global for ST's average of per-rank means, n_local / n_global tokens for a
- * global token mean; see ag_tsdae_tokens). */
+ * global token mean; see ag_tsdae_tokens). The encoder's grad_hook (nn/bert.h), if set, is
+ * called for the decoder-only tensors too, as soon as each is final: the LM head's
+ * transform and bias after the head's backward, each layer's cross-attention after its
+ * backward; the tied tensors are reported by the encoder's backward, the last use. */
 int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale);
 
 /* Of the last forward: counted (non-pad) labels; logits [B,Tt-1,V] and the sentence

@@ -3,7 +3,8 @@
  * (exact with eighths, within 1e-6 with random floats), ready() in any order with unused
  * tensors and ranks without samples, and the fixed-point EXACT mode bit-identical to the
  * serial fixed-point sum, hence the same bits at every rank count. Row-sparse tensors
- * (embedding tables) reduced by their nonzero rows give the dense reduction's bits. */
+ * (embedding tables) reduced by their nonzero rows give the dense reduction's bits, also
+ * with a dense share of the table kept apart in a part (ag_ar_add_part). */
 #include "dist/allreduce.h"
 #include "dist/comm.h"
 #include "nn/error.h"
@@ -417,6 +418,117 @@ static void test_sparse(const ag_comm *c) {
     ag_params_free(&p);
 }
 
+/* ---- a part: a dense share of one tensor's gradient in a buffer of its own ---- */
+
+/* One step over [0, G) where every sample adds `touch` lookup rows to the table (tensor 0)
+ * and a dense share to all of it: into `part` (the allreduce's part buffer) when given,
+ * else into the table itself at the end of each micro-batch (the reference: what the
+ * gradient was before the share was kept apart). report: 0 part ready before the tensors,
+ * 1 after them, 2 never (finish starts it). */
+static int part_step(ag_ar *ar, ag_params *p, const ag_comm *c, int exact, int64_t G, int touch, float *part,
+                     float *tmp, int report) {
+    const size_t n0 = p->t[0].numel;
+    int64_t b, n;
+    ag_batch_slice(G, c->size, c->rank, &b, &n);
+    if (ag_ar_begin(ar)) return -1;
+    ag_params_zero_grad(p);
+    memset(tmp, 0, n0 * sizeof *tmp);
+    for (int64_t s = b; s < b + n; s++) {
+        add_sparse_sample(p, s, touch);
+        float *dst = part ? part : tmp;
+        for (size_t i = 0; i < n0; i++) dst[i] += synth_eighths(40, (uint64_t)s, i);
+        int last = s == b + n - 1;
+        if (!part && (exact || last)) {
+            for (size_t i = 0; i < n0; i++) p->grad[p->t[0].offset + i] += tmp[i];
+            memset(tmp, 0, n0 * sizeof *tmp);
+        }
+        if (exact && !last) {
+            if (ag_ar_accumulate(ar)) return -1;
+            ag_params_zero_grad(p);
+        }
+    }
+    if (n > 0) {
+        if (part && report == 0 && ag_ar_part_ready(ar)) return -1;
+        if (report_ready(ar, p, c->rank % 2, 0, c->rank)) return -1;
+        if (part && report == 1 && ag_ar_part_ready(ar)) return -1;
+    }
+    return ag_ar_finish(ar, G);
+}
+
+static void test_part(const ag_comm *c) {
+    ag_params p;
+    build_sparse_table(&p);
+    const size_t n0 = p.t[0].numel;
+    float *want = malloc(p.total * sizeof *want), *tmp = malloc(n0 * sizeof *tmp);
+    char what[240];
+    for (int exact = 0; exact <= 1; exact++)
+        for (int overlap = 0; overlap <= 1; overlap++)
+            for (int report = 0; report <= 2; report++) {
+                ag_ar_config cfg;
+                ag_ar_config_default(&cfg);
+                cfg.mode = exact ? AG_AR_EXACT : AG_AR_SUM;
+                cfg.overlap = overlap;
+                cfg.first_bucket_bytes = 64;
+                cfg.bucket_bytes = 256;
+                cfg.sparse_min_bytes = 0;
+                cfg.piece_bytes = 1000;   /* the part (4800 values) in several pieces */
+                ag_ar *ar = NULL, *ref = NULL;
+                ag_ar_create(&ar, &p, &cfg, c->world);
+                cfg.sparse = 0;
+                ag_ar_create(&ref, &p, &cfg, c->world);
+                int nb = ag_ar_bucket_count(ar);
+                float *part = NULL;
+                int rc = ag_ar_add_part(ar, 0, &part);
+                int first, last;
+                size_t off, cnt;
+                ag_ar_bucket_info(ar, 0, &first, &last, &off, &cnt);
+                snprintf(what, sizeof what, "part (%s, overlap %d): one more bucket, first, holding the table's span",
+                         exact ? "exact" : "sum", overlap);
+                check_true(what, rc == 0 && part && ag_ar_bucket_count(ar) == nb + 1 && first == 0 && last == 0 &&
+                                 off == p.t[0].offset && cnt == n0);
+                /* Sparse lookups (3 rows per sample), then 200 rows (the table's own bucket
+                 * dense), then a step with ranks that have no sample (np 4). */
+                const int touch[3] = { 3, 200, 3 };
+                const int64_t G[3] = { 9, 9, 2 };
+                for (int k = 0; k < 3; k++) {
+                    int rr = part_step(ref, &p, c, exact, G[k], touch[k], NULL, tmp, report);
+                    memcpy(want, p.grad, p.total * sizeof *want);
+                    int rp = part_step(ar, &p, c, exact, G[k], touch[k], part, tmp, report);
+                    int zero = 1;
+                    for (size_t i = 0; i < n0; i++) zero &= part[i] == 0.0f && !signbit(part[i]);
+                    snprintf(what, sizeof what, "part (%s, overlap %d, np %d, part reported %s, %d rows per "
+                             "sample, G %lld): the bits of the reduction of table + share, part buffer zero after",
+                             exact ? "exact" : "sum", overlap, c->size,
+                             report == 0 ? "first" : report == 1 ? "last" : "never", touch[k], (long long)G[k]);
+                    check_true(what, rr == 0 && rp == 0 && !memcmp(p.grad, want, p.total * sizeof *want) && zero);
+                }
+                ag_ar_free(ar);
+                ag_ar_free(ref);
+            }
+    /* Misuse is an error, not a hang or a second bucket. */
+    ag_ar *ar = NULL;
+    ag_ar_create(&ar, &p, NULL, c->world);
+    float *part = NULL;
+    check_true("part: ready without a part is an error", ag_ar_begin(ar) == 0 && ag_ar_part_ready(ar) == -1 &&
+                                                            strstr(ag_errmsg(), "no part"));
+    check_true("part: adding one inside a step is an error", ag_ar_add_part(ar, 0, &part) == -1 && !part &&
+                                                                 strstr(ag_errmsg(), "inside a step"));
+    ag_ar_finish(ar, 1);
+    check_true("part: a tensor index out of range is an error", ag_ar_add_part(ar, 9, &part) == -1);
+    check_true("part: added", ag_ar_add_part(ar, 0, &part) == 0 && part);
+    float *again = NULL;
+    check_true("part: a second one is an error naming the first", ag_ar_add_part(ar, 2, &again) == -1 &&
+                                                                     strstr(ag_errmsg(), "word_embeddings"));
+    ag_ar_begin(ar);
+    int r1 = ag_ar_part_ready(ar), r2 = ag_ar_part_ready(ar);
+    check_true("part: reported twice in a step is an error", r1 == 0 && r2 == -1 && strstr(ag_errmsg(), "twice"));
+    check_true("part: the step still finishes", ag_ar_finish(ar, 1) == 0);
+    ag_ar_free(ar);
+    free(want);
+    free(tmp);
+    ag_params_free(&p);
+}
+
 int main(int argc, char **argv) {
     if (ag_comm_init(&argc, &argv)) ag_fatal("init: %s", ag_errmsg());
     const ag_comm *c = ag_comm_get();
@@ -427,6 +539,7 @@ int main(int argc, char **argv) {
     test_sum(&p, c, ref);
     test_exact(&p, c, ref);
     test_sparse(c);
+    test_part(c);
     free(ref);
     ag_params_free(&p);
     int mine = check_failed, worst = 0;

@@ -325,6 +325,73 @@ static void test_invariance(void) {
     ag_params_free(&p);
 }
 
+/* The backward hook (the encoder's grad_hook, which the training engine sets to start the
+ * gradient allreduce during the backward): every tensor, decoder-only ones included, is
+ * reported exactly once, blocks come in reverse registration order (the buckets' order), and
+ * each reported gradient is FINAL: a copy taken in the hook equals the gradient after the
+ * whole backward (the tied tensors, used by the decoder first, are reported by the encoder's
+ * backward). A failing hook in the decoder stops the backward with a message naming it. */
+typedef struct {
+    ag_params *p;
+    int calls, bad, order_bad, last_first, fail_at;
+    int *count;
+    float *snap;
+} hook_rec;
+
+static int record_hook(void *ctx, int first, int last) {
+    hook_rec *r = ctx;
+    if (r->calls++ == r->fail_at) return ag_err("injected hook failure");
+    if (first > last || first < 0 || last >= r->p->n) { r->bad++; return 0; }
+    if (r->last_first >= 0 && last >= r->last_first) r->order_bad++;
+    r->last_first = first;
+    for (int t = first; t <= last; t++) {
+        r->count[t]++;
+        memcpy(r->snap + r->p->t[t].offset, ag_params_grad(r->p, t), r->p->t[t].numel * sizeof(float));
+    }
+    return 0;
+}
+
+static void test_hook(void) {
+    ag_bert enc;
+    ag_tsdae dec;
+    ag_params p;
+    build(&enc, &dec, &p, 0);
+    int64_t samp[16];
+    for (int b = 0; b < B; b++) samp[b] = 300 + b;
+    hook_rec r = {&p, 0, 0, 0, -1, -1, calloc((size_t)p.n, sizeof(int)), calloc(p.total, sizeof(float))};
+    enc.grad_hook = record_hook;
+    enc.grad_hook_ctx = &r;
+    double loss;
+    ag_params_zero_grad(&p);
+    forward(&dec, &enc, &p, src_ids, src_mask, samp, B, Ts, tgt_ids, Tt, 1, 11, &loss);
+    if (ag_tsdae_backward(&dec, &enc, &p, 1.0f)) die("tsdae backward with a hook");
+    int once = 1;
+    for (int t = 0; t < p.n; t++) once &= r.count[t] == 1;
+    check_true("hook: every tensor (decoder-only ones too) reported exactly once", once && !r.bad);
+    check_true("hook: blocks reported in reverse registration order", r.order_bad == 0);
+    int L = cfg.num_hidden_layers;
+    char what[160];
+    snprintf(what, sizeof what, "hook: LM head, %d cross-attentions, 2 blocks per encoder layer, embeddings: "
+             "%d calls (got %d)", L, 3 * L + 2, r.calls);
+    check_true(what, r.calls == 3 * L + 2);
+    check_close("hook: gradients were final when reported", r.snap, p.grad, p.total, 0, 0);
+
+    r.fail_at = 1;  /* the first cross-attention (the last decoder layer) */
+    r.calls = 0;
+    r.last_first = -1;
+    ag_params_zero_grad(&p);
+    forward(&dec, &enc, &p, src_ids, src_mask, samp, B, Ts, tgt_ids, Tt, 1, 11, &loss);
+    int rc = ag_tsdae_backward(&dec, &enc, &p, 1.0f);
+    snprintf(what, sizeof what, "decoder layer %d cross-attention", L - 1);
+    check_true("hook: a failing hook stops the decoder's backward with a message naming the block",
+               rc == -1 && strstr(ag_errmsg(), "injected hook failure") && strstr(ag_errmsg(), what));
+    free(r.count);
+    free(r.snap);
+    ag_tsdae_free(&dec);
+    ag_bert_free(&enc);
+    ag_params_free(&p);
+}
+
 /* A backend other than ag_ops_cpu (here: the CPU functions under another table) takes the
  * staging path of the host loss: download the logits, upload their gradient. Same numbers.
  * Also: a second backward accumulates (gradients double). */
@@ -511,6 +578,7 @@ int main(int argc, char **argv) {
         test_parity("tiny", 1);
         test_fd();
         test_invariance();
+        test_hook();
         test_staging_and_accumulation();
         test_names_init_errors();
     }
