@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,10 @@ static int write_meta(hid_t f, const char *path, const ag_model_desc *md, const 
     e |= put_i64(f, "sample_index", ts->sample_index);
     e |= put_i64(f, "has_optimizer", has_optim);
     e |= put_str(f, "created", now);
+    if (ts->loss_scale > 0) {
+        e |= put_f64(f, "loss_scale", ts->loss_scale);
+        e |= put_i64(f, "loss_scale_growth_tracker", ts->loss_scale_tracker);
+    }
 
     hid_t g = H5Gcreate2(f, "schedule", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     e |= g < 0;
@@ -394,6 +399,14 @@ static int read_meta(hid_t f, const char *path, ag_model_desc *md, ag_train_stat
         get_u64(w, f, "rng_seed", &ts->rng_seed) || get_i64(w, f, "epoch", &ts->epoch) ||
         get_i64(w, f, "sample_index", &ts->sample_index) || get_i64(w, f, "has_optimizer", &ho))
         return ag_err_ctx("%s", path), -1;
+    /* Optional (fp16 runs; absent in older checkpoints). */
+    if (H5Aexists(f, "loss_scale") > 0 &&
+        (get_f64(w, f, "loss_scale", &ts->loss_scale) ||
+         get_i64(w, f, "loss_scale_growth_tracker", &ts->loss_scale_tracker)))
+        return ag_err_ctx("%s", path), -1;
+    if (!(ts->loss_scale >= 0) || !isfinite(ts->loss_scale) || ts->loss_scale_tracker < 0)
+        return ag_err("%s: /:loss_scale %g / loss_scale_growth_tracker %lld: expected a finite scale >= 0 and a "
+                      "tracker >= 0", path, ts->loss_scale, (long long)ts->loss_scale_tracker);
     *has_optim = ho != 0;
     hid_t g = open_group(path, f, "schedule");
     if (g < 0) return -1;

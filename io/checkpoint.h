@@ -47,6 +47,11 @@ typedef struct {
     int64_t warmup_steps, total_steps;
     /* AdamW hyper-parameters the moments belong to. */
     double beta1, beta2, eps, weight_decay;
+    /* fp16 dynamic loss scaling (nn/amp.h): the scale and its growth tracker, so that a
+     * resumed run goes on with the same scale; 0 when the run had no loss scaler (the
+     * attributes are then absent from the file). */
+    double loss_scale;
+    int64_t loss_scale_tracker;
 } ag_train_state;
 
 /* Step 0, world 1, seed 0, no schedule, AdamW defaults (0.9, 0.999, 1e-8, 0.01). */

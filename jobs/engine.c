@@ -292,6 +292,10 @@ static void fill_state(const ag_engine *e, ag_train_state *ts) {
     ts->beta2 = e->opt.beta2;
     ts->eps = e->opt.eps;
     ts->weight_decay = e->opt.weight_decay;
+    if (e->dev && e->dev->scaler.enabled) {
+        ts->loss_scale = e->dev->scaler.scale;
+        ts->loss_scale_tracker = e->dev->scaler.growth_tracker;
+    }
 }
 
 /* Device-resident training: bring the device's parameters (and, moments = 1, the AdamW
@@ -396,9 +400,11 @@ static int load_or_broadcast(ag_engine *e, int *resumed) {
         if (rc) ag_err_ctx("resuming from %s", path);
     }
     if (agree(e, rc)) return -1;
-    int64_t st[4] = {ts.step, ts.epoch, ts.sample_index, e->has_best ? e->best_step : -1};
-    MPI_Bcast(st, 4, MPI_INT64_T, 0, e->comm);
-    MPI_Bcast(&e->best, 1, MPI_DOUBLE, 0, e->comm);
+    int64_t st[5] = {ts.step, ts.epoch, ts.sample_index, e->has_best ? e->best_step : -1, ts.loss_scale_tracker};
+    MPI_Bcast(st, 5, MPI_INT64_T, 0, e->comm);
+    double dd[2] = {e->best, ts.loss_scale};
+    MPI_Bcast(dd, 2, MPI_DOUBLE, 0, e->comm);
+    e->best = dd[0];
     e->step = st[0];
     e->epoch = st[1];
     e->pos = st[2];
@@ -413,6 +419,14 @@ static int load_or_broadcast(ag_engine *e, int *resumed) {
         ag_metrics_note(e->mx, "resumed from %s (step %lld of %lld, written by %d rank%s, now %d)", path,
                         (long long)e->step, (long long)e->total, ts.world_size, ts.world_size == 1 ? "" : "s",
                         e->nranks);
+    /* fp16: go on with the run's loss scale (a fresh scaler would back off again from the
+     * initial one, skipping steps the uninterrupted run did not skip). */
+    if (e->dev && e->dev->scaler.enabled && dd[1] > 0) {
+        e->dev->scaler.scale = (float)dd[1];
+        e->dev->scaler.growth_tracker = (int)st[4];
+        if (e->rank == 0)
+            ag_metrics_note(e->mx, "fp16 loss scale %g restored (growth tracker %lld)", dd[1], (long long)st[4]);
+    }
     return 0;
 }
 
@@ -588,6 +602,15 @@ static void maybe_perturb(ag_engine *e) {
     }
 }
 
+/* Fault point "overflow" (fail:overflow=S, on every rank): the fp16 check finds an inf/NaN
+ * in step S's reduced gradient, as a real overflow would (the step is skipped, the loss
+ * scale backs off); for tests of the scale across a resume. */
+static int forced_overflow(const ag_engine *e) {
+    if (!ag_fault_point("overflow", e->step)) return 0;
+    ag_err_clear();
+    return 1;
+}
+
 /* The end of a step (taken or skipped): the data position advances, the numbers are kept. */
 static void step_done(ag_engine *e, int64_t G, double loss, double lr, double norm) {
     e->step++;
@@ -671,6 +694,7 @@ static int device_step(ag_engine *e, const ag_engine_batch *b, int64_t G) {
     if (d->scaler.enabled) {
         int bad = 0;
         if (ag_device_unscale(d, &bad)) return ag_err_ctx("step %lld", (long long)e->step);
+        bad |= forced_overflow(e);
         ag_scaler_update(&d->scaler, bad);
         if (bad) {
             d->opt.step++;
@@ -723,7 +747,7 @@ static int one_step(ag_engine *e) {
     double sum_loss, lr;
     if (step_reduce(e, rc, loss, t0, t1, &sum_loss, &lr)) return -1;
     if (e->dev && e->dev->scaler.enabled) {
-        int bad = ag_nonfinite_any(e->p->grad, e->p->total);
+        int bad = ag_nonfinite_any(e->p->grad, e->p->total) | forced_overflow(e);
         ag_scaler_update(&e->dev->scaler, bad);
         if (bad) {
             skip_step(e, &e->dev->scaler, G, sum_loss, lr);

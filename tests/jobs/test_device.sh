@@ -15,7 +15,9 @@
 #              all with the optimiser on the device (the default); resume on the device:
 #              train-bi stopped at step 10 (--stop-after, exit 85) and run again equals the
 #              uninterrupted device run within 1e-5 (losses, model.h5).
-#              Also bf16 / fp16 (a 4-step smoke test, losses within 5e-2 of fp32).
+#              Also bf16 / fp16 (a 4-step smoke test, losses within 5e-2 of fp32), and fp16
+#              across a resume: the loss scale, backed off by an injected overflow, is
+#              checkpointed and restored (the uninterrupted run's losses and final scale).
 #   emu_np2    train-bi --device cuda at np 2 through EMU (the emulator build has no NCCL:
 #              the device gradient goes through the host allreduce) against the CPU at np 1,
 #              within 1e-4, with the optimiser on the device (the default) and again with
@@ -217,6 +219,37 @@ emu_train)
         bad "bf16 / fp16 did not say their precision"
     compare losses "$W/bi-cpu4" "$W/bi-bf16" 5e-2 "train-bi bf16: 4 step losses within 5e-2 of fp32"
     compare losses "$W/bi-cpu4" "$W/bi-fp16" 5e-2 "train-bi fp16 (loss scaling): 4 step losses within 5e-2 of fp32"
+    # fp16 across a resume: the loss scale and its growth tracker are in the checkpoint, so a
+    # run stopped after an overflow goes on with the backed-off scale (a fresh scaler would
+    # start again at 65536). The overflow is injected at step 2 (ARGENT_FAULT
+    # fail:overflow=2: the fp16 check finds an inf/NaN there, as a real one would).
+    OVF=fail:overflow=2
+    ARGENT_FAULT=$OVF STEPS=8 bi "$EMU" 1 "$W/fp16-a" --data "$W/pairs.h5" --loss mnrl --device cuda --precision fp16 ||
+        { cat "$W/fp16-a.log"; bad "train-bi fp16 8 steps with an overflow at step 2"; }
+    # (this tiny run also overflows by itself at step 0: the scale is then 16384 after step 2)
+    want=$(grep -o "step [0-3]: inf/NaN in the fp16 gradient, step skipped, loss scale now [0-9]*" "$W/fp16-a.log" |
+           tail -n 1 | awk '{ print $NF }')
+    grep -q "step 2: inf/NaN in the fp16 gradient, step skipped" "$W/fp16-a.log" && [ -n "$want" ] &&
+        ok "fp16: the overflow at step 2 skipped that step; scale $want at step 4" ||
+        { cat "$W/fp16-a.log"; bad "fp16: step 2 was not skipped"; }
+    ARGENT_FAULT=$OVF STEPS=8 bi "$EMU" 1 "$W/fp16-b" --data "$W/pairs.h5" --loss mnrl --device cuda --precision fp16 \
+        --stop-after 4
+    rc=$?
+    [ $rc = 85 ] && ok "fp16 --stop-after 4: exit 85" || { cat "$W/fp16-b.log"; bad "fp16 --stop-after 4: exit $rc"; }
+    ARGENT_FAULT=$OVF STEPS=8 bi "$EMU" 1 "$W/fp16-b" --data "$W/pairs.h5" --loss mnrl --device cuda --precision fp16 \
+        --stop-after 4 || { cat "$W/fp16-b.log"; bad "fp16 resumed"; }
+    grep -q "fp16 loss scale $want restored (growth tracker 1)" "$W/fp16-b.log" &&
+        ok "fp16 resumed with the checkpoint's loss scale $want and growth tracker 1" ||
+        { cat "$W/fp16-b.log"; bad "fp16: the loss scale was not restored"; }
+    scale_of() {  # the loss-scale attributes of a checkpoint, "scale tracker"
+        python3 -c 'import sys, h5py; a = h5py.File(sys.argv[1], "r").attrs
+print(float(a["loss_scale"]), int(a["loss_scale_growth_tracker"]))' "$1" 2>&1
+    }
+    sa=$(scale_of "$W/fp16-a/checkpoints/ckpt-000008.h5") sb=$(scale_of "$W/fp16-b/checkpoints/ckpt-000008.h5")
+    [ "$sa" = "$want.0 5" ] && [ "$sb" = "$sa" ] &&
+        ok "fp16: the final checkpoints hold the same loss scale and tracker ($sa)" ||
+        bad "fp16: final loss scale / tracker: uninterrupted '$sa', resumed '$sb' (expected '$want.0 5')"
+    compare losses "$W/fp16-a" "$W/fp16-b" 1e-5 "fp16 stopped after the overflow and resumed: losses == uninterrupted within 1e-5"
     # The comparison is not blind: the CPU with another seed differs from the device run.
     mpi 1 "$ARGENT" train-bi "${MODEL_ARGS[@]}" --out "$W/bi-cpu-seed" --lr 1e-3 --steps 20 --batch "$BATCH" \
         --ckpt-every 0 --seed 8 --data "$W/pairs.h5" --loss mnrl --device cpu > "$W/bi-cpu-seed.log" 2>&1 ||

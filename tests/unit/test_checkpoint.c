@@ -116,7 +116,23 @@ static void test_round_trip(void) {
                    ts2.peak_lr == 2e-5 && ts2.last_lr == 1.5e-5 && ts2.warmup_steps == 100 &&
                    ts2.total_steps == 1000 && ts2.beta1 == 0.9 && ts2.beta2 == 0.999 && ts2.eps == 1e-8 &&
                    ts2.weight_decay == 0.01);
+    check_true("no loss scale written, none read back (0)", ts2.loss_scale == 0 && ts2.loss_scale_tracker == 0);
     ag_model_desc_free(&got);
+
+    /* An fp16 run's loss scale and growth tracker round-trip. */
+    ag_train_state ts3;
+    train_state(&ts3, 11);
+    ts3.loss_scale = 16384;
+    ts3.loss_scale_tracker = 1999;
+    rc = ag_ckpt_save_dir(dir, 3, &md, &ts3, &p, mo, vo);
+    char path11[700];
+    ag_ckpt_path(path11, sizeof path11, dir, 11);
+    ag_model_desc_init(&got);
+    rc = rc || ag_ckpt_read_info(path11, &got, &ts2, &ho);
+    check_true("fp16 loss scale 16384 and growth tracker 1999 back", rc == 0 && ts2.loss_scale == 16384 &&
+                                                                    ts2.loss_scale_tracker == 1999);
+    ag_model_desc_free(&got);
+    remove(path11);
 
     ag_bert m2;
     ag_params p2;
