@@ -584,10 +584,7 @@ const float *ag_bert_hidden(const ag_bert *m) {
 const float *ag_bert_pooled(const ag_bert *m) { return m->pooled_valid ? m->pooled : NULL; }
 const float *ag_bert_mask(const ag_bert *m) { return m->d_mask; }
 
-/* The [first, last] range of the params-table indices in ints[0..n) (-1 entries are absent
- * tensors), then the backward hook on it. Blocks register their tensors consecutively, so the
- * range holds exactly that block's tensors. */
-static int call_hook(const ag_bert *m, const int *ints, int n, const char *what, int layer) {
+int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n) {
     if (!m->grad_hook) return 0;
     int lo = -1, hi = -1;
     for (int i = 0; i < n; i++) {
@@ -595,11 +592,14 @@ static int call_hook(const ag_bert *m, const int *ints, int n, const char *what,
         if (lo < 0 || ints[i] < lo) lo = ints[i];
         if (ints[i] > hi) hi = ints[i];
     }
-    if (lo < 0) return 0;
-    if (m->grad_hook(m->grad_hook_ctx, lo, hi))
-        return layer >= 0 ? ag_err_ctx("bert layer %d %s backward hook", layer, what)
-                          : ag_err_ctx("bert %s backward hook", what);
-    return 0;
+    return lo < 0 ? 0 : m->grad_hook(m->grad_hook_ctx, lo, hi);
+}
+
+/* The hook on one of the encoder's blocks, its message naming the block. */
+static int call_hook(const ag_bert *m, const int *ints, int n, const char *what, int layer) {
+    if (!ag_bert_grad_ready(m, ints, n)) return 0;
+    return layer >= 0 ? ag_err_ctx("bert layer %d %s backward hook", layer, what)
+                      : ag_err_ctx("bert %s backward hook", what);
 }
 
 int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const float *d_pooled) {

@@ -257,6 +257,11 @@ const float *ag_bert_mask(const ag_bert *m);
  * pointers; either may be NULL, not modified). Accumulates every parameter gradient into
  * p->grad (zero it first, e.g. ag_params_zero_grad, once per optimiser step). */
 int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const float *d_pooled);
+/* Calls m->grad_hook (if set) on the [lo, hi] range of the params-table indices ints[0..n)
+ * (-1 entries are absent tensors; a block registers its tensors consecutively, so the range
+ * holds exactly that block's). 0, or the hook's -1 (its message). ag_bert_backward reports
+ * its blocks through it; so does the TSDAE decoder for its own tensors. */
+int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n);
 /* Frees activations and scratch (not the params table). */
 void ag_bert_free(ag_bert *m);
 

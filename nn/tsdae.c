@@ -366,18 +366,9 @@ static void dlogits_host(const ag_tsdae *d, const float *logits, float *dl, size
  * [lo, hi] of ints[0..n) (registered consecutively) through the encoder's backward hook, so
  * that a training engine starts their allreduce while the rest of the backward runs. */
 static int decoder_hook(const ag_bert *enc, const int *ints, int n, const char *what, int layer) {
-    if (!enc->grad_hook) return 0;
-    int lo = -1, hi = -1;
-    for (int i = 0; i < n; i++) {
-        if (ints[i] < 0) continue;
-        if (lo < 0 || ints[i] < lo) lo = ints[i];
-        if (ints[i] > hi) hi = ints[i];
-    }
-    if (lo < 0) return 0;
-    if (enc->grad_hook(enc->grad_hook_ctx, lo, hi))
-        return layer >= 0 ? ag_err_ctx("tsdae decoder layer %d %s backward hook", layer, what)
-                          : ag_err_ctx("tsdae decoder %s backward hook", what);
-    return 0;
+    if (!ag_bert_grad_ready(enc, ints, n)) return 0;
+    return layer >= 0 ? ag_err_ctx("tsdae decoder layer %d %s backward hook", layer, what)
+                      : ag_err_ctx("tsdae decoder %s backward hook", what);
 }
 
 int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
