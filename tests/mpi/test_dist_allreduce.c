@@ -342,6 +342,19 @@ static int sparse_step(ag_ar *ar, ag_params *p, const ag_comm *c, int exact, int
     return ag_ar_finish(ar, G);
 }
 
+/* The sparse and part tests' settings: tiny buckets, every row-sparse table sparse. */
+static ag_ar_config small_config(int exact, int overlap, size_t piece_bytes) {
+    ag_ar_config cfg;
+    ag_ar_config_default(&cfg);
+    cfg.mode = exact ? AG_AR_EXACT : AG_AR_SUM;
+    cfg.overlap = overlap;
+    cfg.first_bucket_bytes = 64;
+    cfg.bucket_bytes = 256;
+    cfg.sparse_min_bytes = 0;
+    cfg.piece_bytes = piece_bytes;
+    return cfg;
+}
+
 static void test_sparse(const ag_comm *c) {
     ag_params p;
     build_sparse_table(&p);
@@ -349,14 +362,8 @@ static void test_sparse(const ag_comm *c) {
     char what[200];
     for (int exact = 0; exact <= 1; exact++)
         for (int overlap = 0; overlap <= 1; overlap++) {
-            ag_ar_config cfg;
-            ag_ar_config_default(&cfg);
-            cfg.mode = exact ? AG_AR_EXACT : AG_AR_SUM;
-            cfg.overlap = overlap;
-            cfg.first_bucket_bytes = 64;
-            cfg.bucket_bytes = 256;
-            cfg.sparse_min_bytes = 0;
-            cfg.piece_bytes = 200 + 56 * overlap;   /* the packed rows go in several pieces */
+            /* the packed rows go in several pieces */
+            ag_ar_config cfg = small_config(exact, overlap, 200 + 56 * (size_t)overlap);
             ag_ar *sp = NULL, *dn = NULL;
             ag_ar_create(&sp, &p, &cfg, c->world);
             cfg.sparse = 0;
@@ -464,14 +471,8 @@ static void test_part(const ag_comm *c) {
     for (int exact = 0; exact <= 1; exact++)
         for (int overlap = 0; overlap <= 1; overlap++)
             for (int report = 0; report <= 2; report++) {
-                ag_ar_config cfg;
-                ag_ar_config_default(&cfg);
-                cfg.mode = exact ? AG_AR_EXACT : AG_AR_SUM;
-                cfg.overlap = overlap;
-                cfg.first_bucket_bytes = 64;
-                cfg.bucket_bytes = 256;
-                cfg.sparse_min_bytes = 0;
-                cfg.piece_bytes = 1000;   /* the part (4800 values) in several pieces */
+                /* the part (4800 values) in several pieces */
+                ag_ar_config cfg = small_config(exact, overlap, 1000);
                 ag_ar *ar = NULL, *ref = NULL;
                 ag_ar_create(&ar, &p, &cfg, c->world);
                 cfg.sparse = 0;
