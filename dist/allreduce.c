@@ -60,8 +60,8 @@ typedef struct {
     size_t off, cnt;     /* float span in the flat gradient buffer */
     int n_tensors, n_ready;
     int started, done;
-    MPI_Request *req;    /* [max_pieces]: one collective per piece of at most piece_bytes */
-    int max_pieces, n_pieces;
+    MPI_Request *req;    /* one collective per piece of at most piece_bytes (piece_count) */
+    int n_pieces;
     double t_start;
     /* A row-sparse tensor alone in its bucket: rows x row_len values from float rows_off. */
     int sparse;
@@ -90,7 +90,6 @@ struct ag_ar {
     int *bucket_of;          /* [n tensors] */
     unsigned char *ready;    /* [n tensors] this step */
     int64_t *acc;            /* EXACT: [p->total] fixed-point sums */
-    int has_part;            /* bucket 0 is a part bucket (ag_ar_add_part) */
     int next_start;          /* first bucket not started this step */
     int in_step;
     int any_started;
@@ -108,6 +107,23 @@ void ag_ar_config_default(ag_ar_config *cfg) {
     cfg->sparse = 1;
     cfg->sparse_min_bytes = (size_t)1 << 20;
     cfg->piece_bytes = (size_t)16 << 20;
+}
+
+/* Bytes per reduced value: fp32, or 64-bit fixed point in EXACT mode. */
+static size_t value_bytes(const ag_ar_config *cfg) {
+    return cfg->mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
+}
+
+/* The collectives that reduce `count` values in pieces of at most piece_bytes (an empty
+ * bucket still takes part in one). */
+static int piece_count(const ag_ar_config *cfg, size_t count) {
+    size_t per_piece = cfg->piece_bytes / value_bytes(cfg);
+    return count ? (int)((count + per_piece - 1) / per_piece) : 1;
+}
+
+/* The part bucket (ag_ar_add_part), always bucket 0, or NULL. */
+static ar_bucket *part_bucket(const ag_ar *ar) {
+    return ar->nb > 0 && ar->b[0].own ? &ar->b[0] : NULL;
 }
 
 int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MPI_Comm comm) {
@@ -177,8 +193,7 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
             cur->list = malloc(cur->n_rows * sizeof *cur->list);
             /* Packed only while at most half the rows are in the union: room for that many,
              * allocated now so that no step can fail half-way through its collectives. */
-            size_t esz = cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
-            cur->pack = malloc((cur->n_rows / 2 ? cur->n_rows / 2 : 1) * cur->row_len * esz);
+            cur->pack = malloc((cur->n_rows / 2 ? cur->n_rows / 2 : 1) * cur->row_len * value_bytes(&cfg));
             if (!cur->bits || !cur->list || !cur->pack || cur->n_rows > INT32_MAX || cur->bit_words > INT_MAX) {
                 ar->nb = nb;
                 ag_ar_free(ar);
@@ -200,24 +215,23 @@ int ag_ar_create(ag_ar **out, const ag_params *p, const ag_ar_config *cfg_in, MP
         }
     }
     ar->nb = nb;
-    const size_t esz = cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
-    const size_t per_piece = cfg.piece_bytes / esz;
     for (int b = 0; b < nb; b++) {
-        ar->b[b].max_pieces = (int)((ar->b[b].cnt + per_piece - 1) / per_piece);
-        if (ar->b[b].max_pieces < 1) ar->b[b].max_pieces = 1;
-        ar->b[b].req = malloc((size_t)ar->b[b].max_pieces * sizeof *ar->b[b].req);
+        ar->b[b].req = malloc((size_t)piece_count(&cfg, ar->b[b].cnt) * sizeof *ar->b[b].req);
         if (!ar->b[b].req) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory"); }
     }
     if (cfg.mode == AG_AR_EXACT) {
         ar->acc = calloc(p->total ? p->total : 1, sizeof *ar->acc);
-        if (!ar->acc) { ag_ar_free(ar); return ag_err("ag_ar_create: out of memory for the %zu-value fixed-point accumulator", p->total); }
+        if (!ar->acc) {
+            ag_ar_free(ar);
+            return ag_err("ag_ar_create: out of memory for the %zu-value fixed-point accumulator", p->total);
+        }
     }
     if (MPI_Comm_dup(comm, &ar->comm) != MPI_SUCCESS) {
         ag_ar_free(ar);
         return ag_err("ag_ar_create: MPI_Comm_dup failed");
     }
     ar->st.n_buckets = nb;
-    ar->st.bytes = p->total * (cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float));
+    ar->st.bytes = p->total * value_bytes(&cfg);
     *out = ar;
     return 0;
 }
@@ -275,7 +289,8 @@ int ag_ar_begin(ag_ar *ar) {
         ar->b[b].started = ar->b[b].done = ar->b[b].packed = 0;
     }
     if (ar->acc) memset(ar->acc, 0, ar->p->total * sizeof *ar->acc);
-    if (ar->has_part && ar->b[0].own_acc) memset(ar->b[0].own_acc, 0, ar->b[0].cnt * sizeof *ar->b[0].own_acc);
+    ar_bucket *part = part_bucket(ar);
+    if (part && part->own_acc) memset(part->own_acc, 0, part->cnt * sizeof *part->own_acc);
     ar->next_start = 0;
     ar->in_step = 1;
     ar->any_started = 0;
@@ -347,19 +362,16 @@ int ag_ar_accumulate(ag_ar *ar) {
         return ag_err("ag_ar_accumulate: a bucket already started this step; accumulate earlier "
                       "micro-batches before reporting the last one's tensors ready");
     int rc = fold_span(ar, 0, ar->p->total);
-    if (ar->has_part) {
-        ar_bucket *k = &ar->b[0];
-        if (fold_values(ar, k->own, k->own_acc, k->cnt, k->off) && !rc) rc = -1;
-    }
+    ar_bucket *part = part_bucket(ar);
+    if (part && fold_values(ar, part->own, part->own_acc, part->cnt, part->off)) rc = -1;
     return rc ? note_failure(ar) : 0;
 }
 
 /* The buffer a bucket reduces from and its value size: the fp32 gradient, or in EXACT mode
  * the fixed-point accumulator. */
 static char *values(const ag_ar *ar, size_t *esz) {
-    int exact = ar->cfg.mode == AG_AR_EXACT;
-    *esz = exact ? sizeof(int64_t) : sizeof(float);
-    return exact ? (char *)ar->acc : (char *)ar->p->grad;
+    *esz = value_bytes(&ar->cfg);
+    return ar->cfg.mode == AG_AR_EXACT ? (char *)ar->acc : (char *)ar->p->grad;
 }
 
 /* A row-sparse bucket (its gradient already folded into acc in EXACT mode): mark the rows
@@ -427,19 +439,17 @@ static void sparse_unpack(ag_ar *ar, ar_bucket *k) {
 static int start_bucket(ag_ar *ar, int b) {
     ar_bucket *k = &ar->b[b];
     int rc, bad = 0;
-    void *buf = k->own ? k->own : ar->p->grad + k->off;
+    /* The part bucket reduces its own buffers, every other one its span of the table's. */
+    float *g = k->own ? k->own : ar->p->grad + k->off;
+    void *buf = g;
     MPI_Datatype type = MPI_FLOAT;
     size_t count = k->cnt;
     if (ar->cfg.mode == AG_AR_EXACT) {
+        int64_t *a = k->own ? k->own_acc : ar->acc + k->off;
         /* On a range error the bucket is still reduced: the other ranks are already in this
          * collective, and skipping it would mismatch every later one. */
-        if (k->own) {
-            bad = fold_values(ar, k->own, k->own_acc, k->cnt, k->off) ? note_failure(ar) : 0;
-            buf = k->own_acc;
-        } else {
-            bad = fold_span(ar, k->off, k->cnt) ? note_failure(ar) : 0;
-            buf = ar->acc + k->off;
-        }
+        bad = fold_values(ar, g, a, k->cnt, k->off) ? note_failure(ar) : 0;
+        buf = a;
         type = MPI_INT64_T;
     }
     /* A table whose every step so far needed the dense path (TSDAE's tied decoder writes
@@ -464,14 +474,14 @@ static int start_bucket(ag_ar *ar, int b) {
         if (k->packed) { buf = k->pack; count = (size_t)m; }
         k->dense_runs = k->packed ? 0 : k->dense_runs + 1;
     }
-    const size_t esz = ar->cfg.mode == AG_AR_EXACT ? sizeof(int64_t) : sizeof(float);
+    const size_t esz = value_bytes(&ar->cfg);
     ar->st.sent += (double)(count * esz);
     /* In pieces of at most piece_bytes: the library's temporary buffer for a large
      * reduction is then small enough for malloc to keep and reuse, instead of mapping and
      * zeroing fresh pages at every step (glibc maps anything above 32 MiB). Each element is
      * summed in one piece, so the sums are those of a single call. */
     const size_t per_piece = ar->cfg.piece_bytes / esz;
-    const int pieces = count ? (int)((count + per_piece - 1) / per_piece) : 1;   /* an empty one too */
+    const int pieces = piece_count(&ar->cfg, count);
     double t0 = MPI_Wtime();
     rc = MPI_SUCCESS;
     for (k->n_pieces = 0; k->n_pieces < pieces && rc == MPI_SUCCESS; k->n_pieces++) {
@@ -543,8 +553,8 @@ int ag_ar_add_part(ag_ar *ar, int t, float **buf) {
     *buf = NULL;
     if (ar->in_step) return ag_err("ag_ar_add_part: called inside a step (add the part before ag_ar_begin)");
     if (t < 0 || t >= ar->p->n) return ag_err("ag_ar_add_part: tensor index %d outside 0..%d", t, ar->p->n - 1);
-    if (ar->has_part) return ag_err("ag_ar_add_part: this allreduce already has a part (tensor '%s')",
-                                    ar->p->t[ar->b[0].first].name);
+    if (part_bucket(ar)) return ag_err("ag_ar_add_part: this allreduce already has a part (tensor '%s')",
+                                       ar->p->t[ar->b[0].first].name);
     const ag_tensor_info *ti = &ar->p->t[t];
     if (ti->numel > INT_MAX) return ag_err("ag_ar_add_part: '%s' has %zu values, over MPI's int count limit",
                                            ti->name, ti->numel);
@@ -558,11 +568,9 @@ int ag_ar_add_part(ag_ar *ar, int t, float **buf) {
     k.cnt = ti->numel;
     k.n_tensors = 1;
     int exact = ar->cfg.mode == AG_AR_EXACT;
-    const size_t esz = exact ? sizeof(int64_t) : sizeof(float), per_piece = ar->cfg.piece_bytes / esz;
-    k.max_pieces = k.cnt ? (int)((k.cnt + per_piece - 1) / per_piece) : 1;
     k.own = calloc(k.cnt ? k.cnt : 1, sizeof *k.own);
     k.own_acc = exact ? calloc(k.cnt ? k.cnt : 1, sizeof *k.own_acc) : NULL;
-    k.req = malloc((size_t)k.max_pieces * sizeof *k.req);
+    k.req = malloc((size_t)piece_count(&ar->cfg, k.cnt) * sizeof *k.req);
     if (!k.own || (exact && !k.own_acc) || !k.req) {
         free(k.own); free(k.own_acc); free(k.req);
         return ag_err("ag_ar_add_part: out of memory for a %zu-value share of '%s'", k.cnt, ti->name);
@@ -572,19 +580,19 @@ int ag_ar_add_part(ag_ar *ar, int t, float **buf) {
     ar->b[0] = k;
     ar->nb++;
     for (int i = 0; i < ar->p->n; i++) ar->bucket_of[i]++;
-    ar->has_part = 1;
     ar->st.n_buckets = ar->nb;
-    ar->st.bytes += k.cnt * esz;
+    ar->st.bytes += k.cnt * value_bytes(&ar->cfg);
     *buf = k.own;
     return 0;
 }
 
 int ag_ar_part_ready(ag_ar *ar) {
     if (!ar->in_step) return ag_err("ag_ar_part_ready: outside a step (call ag_ar_begin first)");
-    if (!ar->has_part) return ag_err("ag_ar_part_ready: no part was added (ag_ar_add_part)");
-    if (ar->b[0].n_ready) return ag_err("ag_ar_part_ready: the part of '%s' reported ready twice in one step",
-                                        ar->p->t[ar->b[0].first].name);
-    ar->b[0].n_ready = 1;
+    ar_bucket *part = part_bucket(ar);
+    if (!part) return ag_err("ag_ar_part_ready: no part was added (ag_ar_add_part)");
+    if (part->n_ready) return ag_err("ag_ar_part_ready: the part of '%s' reported ready twice in one step",
+                                     ar->p->t[part->first].name);
+    part->n_ready = 1;
     if (start_ready(ar, 0)) return -1;
     return ag_ar_progress(ar);
 }
@@ -610,10 +618,10 @@ int ag_ar_finish(ag_ar *ar, int64_t global_count) {
     if (ar->cfg.overlap) ar->st.t_wait += MPI_Wtime() - tw;
     for (int b = 0; b < ar->nb; b++)
         if (ar->b[b].packed) sparse_unpack(ar, &ar->b[b]);
-    if (ar->has_part) {
+    ar_bucket *k = part_bucket(ar);
+    if (k) {
         /* The reduced share joins the tensor's reduced gradient; `own` starts the next step
          * at zero (EXACT: folded, hence zero, already; own_acc is zeroed by begin). */
-        ar_bucket *k = &ar->b[0];
         double t0 = MPI_Wtime();
         if (ar->cfg.mode == AG_AR_EXACT) {
             int64_t *a = ar->acc + k->off;

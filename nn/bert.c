@@ -584,7 +584,7 @@ const float *ag_bert_hidden(const ag_bert *m) {
 const float *ag_bert_pooled(const ag_bert *m) { return m->pooled_valid ? m->pooled : NULL; }
 const float *ag_bert_mask(const ag_bert *m) { return m->d_mask; }
 
-int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n) {
+int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n, const char *owner, const char *what, int layer) {
     if (!m->grad_hook) return 0;
     int lo = -1, hi = -1;
     for (int i = 0; i < n; i++) {
@@ -592,14 +592,9 @@ int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n) {
         if (lo < 0 || ints[i] < lo) lo = ints[i];
         if (ints[i] > hi) hi = ints[i];
     }
-    return lo < 0 ? 0 : m->grad_hook(m->grad_hook_ctx, lo, hi);
-}
-
-/* The hook on one of the encoder's blocks, its message naming the block. */
-static int call_hook(const ag_bert *m, const int *ints, int n, const char *what, int layer) {
-    if (!ag_bert_grad_ready(m, ints, n)) return 0;
-    return layer >= 0 ? ag_err_ctx("bert layer %d %s backward hook", layer, what)
-                      : ag_err_ctx("bert %s backward hook", what);
+    if (lo < 0 || !m->grad_hook(m->grad_hook_ctx, lo, hi)) return 0;
+    return layer >= 0 ? ag_err_ctx("%s layer %d %s backward hook", owner, layer, what)
+                      : ag_err_ctx("%s %s backward hook", owner, what);
 }
 
 int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const float *d_pooled) {
@@ -631,7 +626,8 @@ int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const floa
         ops->acc2d(cur, (size_t)T * C, m->d_cls, (size_t)C, (size_t)B, (size_t)C);
     }
     /* The pooler's gradients are final now (zero when no pooler gradient was given). */
-    if (m->with_pooler && call_hook(m, (const int[]){m->pool_w, m->pool_b}, 2, "pooler", -1)) return -1;
+    if (m->with_pooler && ag_bert_grad_ready(m, (const int[]){m->pool_w, m->pool_b}, 2, "bert", "pooler", -1))
+        return -1;
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
         ag_bert_layer_acts *la = &m->layer_acts[l];
         /* cur = d(layer output); FFN backward puts d(attention output) in nxt, attention
@@ -640,21 +636,23 @@ int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const floa
         if (ag_ffn_backward(ops, p, &m->layer[l].ffn, &la->ffn, &m->ws, cur, nxt, C, inter))
             return ag_err_ctx("bert layer %d backward", l);
         const ag_ffn_weights *fw = &m->layer[l].ffn;
-        if (call_hook(m, (const int[]){fw->i_w, fw->i_b, fw->o_w, fw->o_b, fw->ln_w, fw->ln_b}, 6, "ffn", l))
+        if (ag_bert_grad_ready(m, (const int[]){fw->i_w, fw->i_b, fw->o_w, fw->o_b, fw->ln_w, fw->ln_b}, 6, "bert",
+                               "ffn", l))
             return -1;
         ops->zero(cur, N * C);
         if (ag_attn_backward(ops, p, &m->layer[l].attn, &la->attn, &m->ws, nxt, cur, cur, C, H))
             return ag_err_ctx("bert layer %d backward", l);
         const ag_attn_weights *aw = &m->layer[l].attn;
-        if (call_hook(m, (const int[]){aw->q_w, aw->q_b, aw->k_w, aw->k_b, aw->v_w, aw->v_b, aw->o_w, aw->o_b,
-                                       aw->ln_w, aw->ln_b}, 10, "attention", l))
+        if (ag_bert_grad_ready(m, (const int[]){aw->q_w, aw->q_b, aw->k_w, aw->k_b, aw->v_w, aw->v_b, aw->o_w,
+                                                aw->o_b, aw->ln_w, aw->ln_b}, 10, "bert", "attention", l))
             return -1;
     }
     if (ag_emb_backward(ops, p, &m->emb, &m->emb_acts, &m->ws, cur, m->d_ids,
                         m->has_types ? m->d_types : NULL, c->pad_token_id))
         return -1;
     const ag_emb_weights *ew = &m->emb;
-    return call_hook(m, (const int[]){ew->wte, ew->wpe, ew->wtt, ew->ln_w, ew->ln_b}, 5, "embeddings", -1);
+    return ag_bert_grad_ready(m, (const int[]){ew->wte, ew->wpe, ew->wtt, ew->ln_w, ew->ln_b}, 5, "bert", "embeddings",
+                              -1);
 }
 
 void ag_bert_free(ag_bert *m) {

@@ -259,9 +259,10 @@ const float *ag_bert_mask(const ag_bert *m);
 int ag_bert_backward(ag_bert *m, ag_params *p, const float *d_hidden, const float *d_pooled);
 /* Calls m->grad_hook (if set) on the [lo, hi] range of the params-table indices ints[0..n)
  * (-1 entries are absent tensors; a block registers its tensors consecutively, so the range
- * holds exactly that block's). 0, or the hook's -1 (its message). ag_bert_backward reports
- * its blocks through it; so does the TSDAE decoder for its own tensors. */
-int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n);
+ * holds exactly that block's). 0, or -1 with the hook's message in the context of
+ * "OWNER [layer LAYER] WHAT backward hook" (layer < 0: none). ag_bert_backward reports its
+ * blocks through it (owner "bert"); so does the TSDAE decoder for its own tensors. */
+int ag_bert_grad_ready(const ag_bert *m, const int *ints, int n, const char *owner, const char *what, int layer);
 /* Frees activations and scratch (not the params table). */
 void ag_bert_free(ag_bert *m);
 

@@ -361,16 +361,6 @@ static void dlogits_host(const ag_tsdae *d, const float *logits, float *dl, size
     }
 }
 
-/* The decoder-only tensors' gradients are final as soon as their block's backward is done
- * (the tied ones are final only after the encoder's backward, which reports them): report
- * [lo, hi] of ints[0..n) (registered consecutively) through the encoder's backward hook, so
- * that a training engine starts their allreduce while the rest of the backward runs. */
-static int decoder_hook(const ag_bert *enc, const int *ints, int n, const char *what, int layer) {
-    if (!ag_bert_grad_ready(enc, ints, n)) return 0;
-    return layer >= 0 ? ag_err_ctx("tsdae decoder layer %d %s backward hook", layer, what)
-                      : ag_err_ctx("tsdae decoder %s backward hook", what);
-}
-
 int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
     const ag_bert_config *c = &d->cfg;
     int L = c->num_hidden_layers, C = c->hidden_size, H = c->num_attention_heads;
@@ -412,8 +402,11 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
     ops->zero(cur, N * C);
     ops->linear_backward(cur, PG(p, d->tr_w), PG(p, d->tr_b), g0, x_last, PD(p, d->tr_w),
                          (int)N, C, C);
-    /* The LM head's own tensors (its projection is the tied word embeddings) are final. */
-    if (decoder_hook(enc, (const int[]){d->tr_w, d->tr_b, d->tr_ln_w, d->tr_ln_b, d->out_b}, 5, "LM head", -1))
+    /* The LM head's own tensors (its projection is the tied word embeddings) are final:
+     * reported through the encoder's hook so that their allreduce starts now (the tied
+     * tensors are reported by the encoder's backward, their last use). */
+    if (ag_bert_grad_ready(enc, (const int[]){d->tr_w, d->tr_b, d->tr_ln_w, d->tr_ln_b, d->out_b}, 5,
+                           "tsdae decoder", "LM head", -1))
         return -1;
 
     /* Decoder layers, last first. cur = d(layer output) on entry, d(layer input) on exit;
@@ -428,8 +421,9 @@ int ag_tsdae_backward(ag_tsdae *d, ag_bert *enc, ag_params *p, float gscale) {
         if (ag_attn_backward(ops, p, &d->layer[l].cross, &la->cross, &d->ws, nxt, cur, d->d_mem, C, H))
             return ag_err_ctx("tsdae decoder layer %d backward (cross-attention)", l);
         const ag_attn_weights *cw = &d->layer[l].cross;
-        if (decoder_hook(enc, (const int[]){cw->q_w, cw->q_b, cw->k_w, cw->k_b, cw->v_w, cw->v_b, cw->o_w,
-                                            cw->o_b, cw->ln_w, cw->ln_b}, 10, "cross-attention", l))
+        if (ag_bert_grad_ready(enc, (const int[]){cw->q_w, cw->q_b, cw->k_w, cw->k_b, cw->v_w, cw->v_b, cw->o_w,
+                                                  cw->o_b, cw->ln_w, cw->ln_b}, 10, "tsdae decoder",
+                               "cross-attention", l))
             return -1;
         ops->zero(nxt, N * C);
         if (ag_attn_backward(ops, p, &d->layer[l].self, &la->self, &d->ws, cur, nxt, nxt, C, H))
